@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/server"
+	"github.com/exportbridge/exportbridge/store"
+)
+
+// admin is what dlq and state need: the store itself when no bridge runs, or the running
+// bridge's admin endpoint when one holds the store.
+type admin interface {
+	State(ctx context.Context) (server.State, error)
+	DeadLetters(ctx context.Context, sink string) ([]server.DeadLetter, error)
+	Replay(ctx context.Context, sink string, ids []string, all bool) (int, error)
+	Purge(ctx context.Context, sink string, ids []string, all bool) (int, error)
+}
+
+// localAdmin works on a store no bridge holds.
+type localAdmin struct{ st *store.Store }
+
+func (a localAdmin) State(context.Context) (server.State, error) {
+	s, err := a.st.Stats()
+	if err != nil {
+		return server.State{}, err
+	}
+	return server.StateOf(s), nil
+}
+
+func (a localAdmin) DeadLetters(_ context.Context, sink string) ([]server.DeadLetter, error) {
+	recs, err := a.st.DeadLetters(sink)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]server.DeadLetter, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, server.DeadLetterOf(r))
+	}
+	return out, nil
+}
+
+func (a localAdmin) Replay(_ context.Context, sink string, ids []string, all bool) (int, error) {
+	return a.st.Replay(sink, ids, all)
+}
+
+func (a localAdmin) Purge(_ context.Context, sink string, ids []string, all bool) (int, error) {
+	return a.st.Purge(sink, ids, all)
+}
+
+// openAdmin opens the store directly, or, when a running bridge holds it, talks to that
+// bridge's admin endpoint.
+func openAdmin(cfg *config.Config) (admin, func(), error) {
+	st, err := store.Open(cfg.StateDir, store.Options{})
+	if err == nil {
+		return localAdmin{st}, func() { st.Close() }, nil
+	}
+	if !errors.Is(err, store.ErrLocked) {
+		return nil, nil, err
+	}
+	if cfg.AdminAddr == "" {
+		return nil, nil, fmt.Errorf("%w; and EXPORTBRIDGE_ADMIN_ADDR is empty, so the running bridge cannot be asked", err)
+	}
+	base, aerr := server.AdminBaseURL(cfg.AdminAddr)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	return &server.AdminClient{BaseURL: base, Token: cfg.AdminToken}, func() {}, nil
+}
+
+func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("state", "state [--json]", stderr)
+	if err := fs.Parse(args); err != nil {
+		return usageFlagErr(err)
+	}
+	cfg, err := loadConfig("state")
+	if err != nil {
+		return err
+	}
+	a, done, err := openAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := a.State(ctx)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	fmt.Fprintf(stdout, "store          %s (%d bytes)\n", cfg.StateDir, s.FileBytes)
+	fmt.Fprintf(stdout, "exports        %d tracked (baseline taken: %v)\n", s.Exports, s.Initialized)
+	lp := s.LastPoll
+	switch {
+	case lp.At.IsZero():
+		fmt.Fprintln(stdout, "last poll      never")
+	case lp.OK:
+		fmt.Fprintf(stdout, "last poll      %s ok (%s listing, %d exports, %d events, rate-limit remaining %d)\n",
+			lp.At.Format(time.RFC3339), fullWord(lp.Full), lp.Exports, lp.Events, lp.RateRemaining)
+	default:
+		fmt.Fprintf(stdout, "last poll      %s FAILED: %s\n", lp.At.Format(time.RFC3339), lp.Error)
+	}
+	names := map[string]bool{}
+	for n := range s.Outbox {
+		names[n] = true
+	}
+	for n := range s.DeadLetters {
+		names[n] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tQUEUED\tDEAD LETTERS")
+	for _, n := range sorted {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", n, s.Outbox[n], s.DeadLetters[n])
+	}
+	return tw.Flush()
+}
+
+func fullWord(full bool) string {
+	if full {
+		return "full"
+	}
+	return "cheap"
+}
+
+func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr("dlq needs a subcommand: list, replay or purge")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("dlq "+sub, "dlq "+sub+" [ID...|--all] [--sink NAME]", stderr)
+	sinkName := fs.String("sink", "", "only this sink (webhook selects every webhook sink)")
+	all := fs.Bool("all", false, "every dead letter (replay, purge)")
+	// Accept flags after the ids too: exportbridge dlq replay ID --sink webhook.
+	var ids []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return usageFlagErr(err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		ids = append(ids, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch sub {
+	case "list":
+		if len(ids) > 0 || *all {
+			return usageErr("dlq list takes no ids and no --all")
+		}
+	case "replay", "purge":
+		if len(ids) == 0 && !*all {
+			return usageErr("dlq %s needs event ids or --all", sub)
+		}
+		if len(ids) > 0 && *all {
+			return usageErr("dlq %s: give event ids or --all, not both", sub)
+		}
+	default:
+		return usageErr("unknown dlq subcommand %q (expected list, replay or purge)", sub)
+	}
+	cfg, err := loadConfig("dlq")
+	if err != nil {
+		return err
+	}
+	a, done, err := openAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	dls, err := a.DeadLetters(ctx, "")
+	if err != nil {
+		return fmt.Errorf("dlq %s: %w", sub, err)
+	}
+	var selected []server.DeadLetter
+	sinkSet := map[string]bool{}
+	for _, d := range dls {
+		if matchSink(d.Sink, *sinkName) {
+			selected = append(selected, d)
+			sinkSet[d.Sink] = true
+		}
+	}
+	if sub == "list" {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SINK\tEVENT ID\tEXPORT\tTYPE\tATTEMPTS\tSTATUS\tLAST ERROR")
+		for _, d := range selected {
+			status := "-"
+			if d.LastStatus != 0 {
+				status = fmt.Sprint(d.LastStatus)
+			}
+			subject := d.Subject
+			if subject == "" {
+				subject = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Sink, d.EventID, subject, d.Type, d.Attempts, status, oneLine(d.LastError))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "%d dead letters\n", len(selected))
+		return nil
+	}
+	op := a.Replay
+	verb := "replayed"
+	if sub == "purge" {
+		op, verb = a.Purge, "purged"
+	}
+	total := 0
+	if *sinkName == "" {
+		n, err := op(ctx, "", ids, *all)
+		if err != nil {
+			return fmt.Errorf("dlq %s: %w", sub, err)
+		}
+		total = n
+	} else {
+		for s := range sinkSet {
+			n, err := op(ctx, s, ids, *all)
+			if err != nil {
+				return fmt.Errorf("dlq %s --sink %s: %w", sub, s, err)
+			}
+			total += n
+		}
+	}
+	fmt.Fprintf(stdout, "%s %d dead letters\n", verb, total)
+	if len(ids) > 0 && total < len(ids) {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d ids not found in the dead-letter queue", len(ids)-total, len(ids))}
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,317 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/exportbridge/exportbridge/logging"
+	"github.com/exportbridge/exportbridge/sinks"
+)
+
+// validate checks values and combinations, skipping variables that already failed to
+// decode, and normalises a few (URLs, level and format case).
+func (l *loader) validate() {
+	c := l.cfg
+	ok := func(name string) bool { return !l.bad[name] }
+
+	if ok("API_URL") {
+		if u, err := parseHTTPURL(c.APIURL); err != nil {
+			l.problem("API_URL", "%s %v", quoteURL(c.APIURL), err)
+		} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			l.problem("API_URL", "%s has a query or fragment (expected a base URL such as https://app.plugchoice.com/api/v3)", quoteURL(c.APIURL))
+		} else if u.User != nil {
+			l.problem("API_URL", "has credentials in it (expected a base URL without user:password@; the token goes in EXPORTBRIDGE_API_TOKEN)")
+		} else {
+			c.APIURL = strings.TrimRight(c.APIURL, "/")
+		}
+	}
+	if l.set["FILTER_SUBJECT_ID"] && ok("FILTER_SUBJECT_ID") && c.FilterSubjectID < 1 {
+		l.problem("FILTER_SUBJECT_ID", "%d is not a subject id (expected a positive integer)", c.FilterSubjectID)
+	}
+
+	l.positive("POLL_INTERVAL", c.PollInterval, time.Second)
+	if ok("POLL_INTERVAL") && ok("FULL_SYNC_INTERVAL") && c.FullSyncInterval < c.PollInterval {
+		l.problem("FULL_SYNC_INTERVAL", "%s is shorter than EXPORTBRIDGE_POLL_INTERVAL %s (expected at least the poll interval)", c.FullSyncInterval, c.PollInterval)
+	}
+	l.positive("HTTP_TIMEOUT", c.HTTPTimeout, 0)
+	l.positive("RETRY_MAX_ELAPSED", c.RetryMaxElapsed, 0)
+	l.positive("WEBHOOK_TIMEOUT", c.WebhookTimeout, 0)
+	l.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0)
+
+	if l.set["PER_PAGE"] {
+		l.intRange("PER_PAGE", c.PerPage, 1, 100)
+	}
+	if ok("API_BUDGET") && c.APIBudget < 0 {
+		l.problem("API_BUDGET", "%d is negative (expected requests per minute, at least 1, or 0 for 80%% of X-RateLimit-Limit)", c.APIBudget)
+	}
+	l.intRange("WEBHOOK_CONCURRENCY", c.WebhookConcurrency, 1, 64)
+	if ok("POLL_FAILURE_THRESHOLD") && c.PollFailureThreshold < 1 {
+		l.problem("POLL_FAILURE_THRESHOLD", "%d is too small (expected at least 1)", c.PollFailureThreshold)
+	}
+	if strings.TrimSpace(c.StateDir) == "" {
+		l.problem("STATE_DIR", "is empty (expected a directory such as ./data)")
+	}
+
+	if c.ListenAddr != "" {
+		if err := checkHostPort(c.ListenAddr); err != nil {
+			l.problem("LISTEN_ADDR", "%q %v (or empty to disable the server)", c.ListenAddr, err)
+		}
+	}
+	if c.AdminAddr != "" {
+		if err := checkHostPort(c.AdminAddr); err != nil {
+			l.problem("ADMIN_ADDR", "%q %v (or empty to disable the admin endpoint)", c.AdminAddr, err)
+		} else if !c.AdminIsLoopback() && strings.TrimSpace(c.AdminToken) == "" && l.noProblem("ADMIN_TOKEN", "ADMIN_TOKEN_FILE") {
+			l.problem("ADMIN_TOKEN", "is required because EXPORTBRIDGE_ADMIN_ADDR %q is not a loopback address (set a token, or listen on 127.0.0.1)", c.AdminAddr)
+		}
+	}
+
+	switch lv := strings.ToLower(strings.TrimSpace(c.LogLevel)); lv {
+	case "debug", "info", "warn", "error":
+		c.LogLevel = lv
+	default:
+		l.problem("LOG_LEVEL", "%q is not a log level (expected debug, info, warn or error)", c.LogLevel)
+	}
+	switch f := strings.ToLower(strings.TrimSpace(c.LogFormat)); f {
+	case "json", "text":
+		c.LogFormat = f
+	default:
+		l.problem("LOG_FORMAT", "%q is not a log format (expected json or text)", c.LogFormat)
+	}
+
+	l.validateNATS()
+	l.validateSlack()
+	l.validateWebhooks()
+
+	for _, name := range []string{"NATS_EVENTS", "SLACK_EVENTS", "WEBHOOK_EVENTS"} {
+		v := *l.stringField(name)
+		if _, err := sinks.ParseFilter(v); err != nil {
+			l.problem(name, "%v", err)
+		}
+	}
+}
+
+func (l *loader) validateNATS() {
+	c := l.cfg
+	for i, s := range c.NATSURL {
+		if err := checkNATSURL(s); err != nil {
+			l.problem("NATS_URL", "server #%d %s %v", i+1, quoteURL(s), err)
+			break
+		}
+	}
+	if p := c.NATSSubjectPrefix; p == "" {
+		l.problem("NATS_SUBJECT_PREFIX", "is empty (expected a subject such as plugchoice.exports)")
+	} else {
+		for _, tok := range strings.Split(p, ".") {
+			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n\x00") {
+				l.problem("NATS_SUBJECT_PREFIX", "%q is not a valid NATS subject (expected dot-separated non-empty tokens without spaces, * or >, such as plugchoice.exports)", p)
+				break
+			}
+		}
+	}
+	for _, name := range []string{"NATS_CREDS", "NATS_NKEY", "NATS_CA", "NATS_CERT", "NATS_KEY"} {
+		l.readable(name)
+	}
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		l.problem("NATS_CERT", "EXPORTBRIDGE_NATS_CERT and EXPORTBRIDGE_NATS_KEY go together (expected both or neither)")
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") && l.noProblem("NATS_PASSWORD", "NATS_PASSWORD_FILE") {
+		l.problem("NATS_USER", "EXPORTBRIDGE_NATS_USER and EXPORTBRIDGE_NATS_PASSWORD go together (expected both or neither)")
+	}
+	var auth []string
+	for _, a := range []struct{ name, v string }{
+		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY", c.NATSNKey}, {"NATS_TOKEN", c.NATSToken}, {"NATS_USER", c.NATSUser},
+	} {
+		if a.v != "" {
+			auth = append(auth, Prefix+a.name)
+		}
+	}
+	if len(auth) > 1 {
+		l.problem("NATS_TOKEN", "several NATS authentication methods are set (%s); expected one of credentials file, NKey, token, or user and password", strings.Join(auth, ", "))
+	}
+	if len(c.NATSURL) == 0 {
+		l.unused([]string{"NATS_CREDS", "NATS_NKEY", "NATS_TOKEN", "NATS_USER", "NATS_PASSWORD", "NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_EVENTS", "NATS_JETSTREAM", "NATS_SUBJECT_PREFIX"}, "NATS_URL")
+	}
+}
+
+func (l *loader) validateSlack() {
+	c := l.cfg
+	if c.SlackWebhookURL != "" && l.noProblem("SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_URL_FILE") {
+		if _, err := parseHTTPURL(c.SlackWebhookURL); err != nil {
+			l.problem("SLACK_WEBHOOK_URL", "is not an absolute http(s) URL (expected https://hooks.slack.com/services/...)")
+		}
+		if c.SlackToken != "" {
+			l.problem("SLACK_WEBHOOK_URL", "both EXPORTBRIDGE_SLACK_WEBHOOK_URL and EXPORTBRIDGE_SLACK_TOKEN are set (expected one: webhook mode or bot mode)")
+		}
+	}
+	if c.SlackToken != "" && strings.TrimSpace(c.SlackChannel) == "" {
+		l.problem("SLACK_CHANNEL", "is required with EXPORTBRIDGE_SLACK_TOKEN (expected a channel name or id such as #exports or C0123456789)")
+	}
+	if u, err := parseHTTPURL(c.SlackAPIURL); err != nil {
+		l.problem("SLACK_API_URL", "%s %v", quoteURL(c.SlackAPIURL), err)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		l.problem("SLACK_API_URL", "%s has a query or fragment (expected a base URL such as https://slack.com/api/)", quoteURL(c.SlackAPIURL))
+	} else if !strings.HasSuffix(c.SlackAPIURL, "/") {
+		c.SlackAPIURL += "/" // slack-go appends method names to it
+	}
+	if c.SlackToken == "" && c.SlackWebhookURL == "" {
+		l.unused([]string{"SLACK_CHANNEL", "SLACK_EVENTS", "SLACK_API_URL"}, "SLACK_WEBHOOK_URL or EXPORTBRIDGE_SLACK_TOKEN")
+	}
+}
+
+func (l *loader) validateWebhooks() {
+	c := l.cfg
+	seen := map[string]int{}
+	for i, s := range c.WebhookURLs {
+		if _, err := parseHTTPURL(s); err != nil {
+			l.problem("WEBHOOK_URLS", "URL #%d %s %v", i+1, quoteURL(s), err)
+			break
+		}
+		if j, dup := seen[s]; dup {
+			l.problem("WEBHOOK_URLS", "URL #%d is the same as URL #%d (expected each endpoint once)", i+1, j)
+			break
+		}
+		seen[s] = i + 1
+	}
+	for i, s := range c.WebhookSecret {
+		if _, err := decodeWhsec(s); err != nil {
+			l.problem("WEBHOOK_SECRET", "secret #%d is not whsec_ followed by base64", i+1)
+			break
+		}
+	}
+	l.readable("WEBHOOK_CA")
+	if len(c.WebhookURLs) == 0 {
+		l.unused([]string{"WEBHOOK_SECRET", "WEBHOOK_HEADERS", "WEBHOOK_CA", "WEBHOOK_EVENTS", "WEBHOOK_TIMEOUT", "WEBHOOK_CONCURRENCY"}, "WEBHOOK_URLS")
+	}
+}
+
+// noProblem reports whether none of the named variables has a problem yet.
+func (l *loader) noProblem(names ...string) bool {
+	for _, n := range names {
+		if l.bad[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// unused warns about settings given for a sink that is not enabled.
+func (l *loader) unused(names []string, enabler string) {
+	for _, n := range names {
+		if l.set[n] {
+			l.cfg.Warnings = append(l.cfg.Warnings, fmt.Sprintf("%s%s has no effect without %s%s", Prefix, n, Prefix, enabler))
+		}
+	}
+}
+
+func (l *loader) positive(name string, d time.Duration, min time.Duration) {
+	if l.bad[name] {
+		return
+	}
+	if min > 0 && d < min {
+		l.problem(name, "%s is too short (expected at least %s)", d, min)
+	} else if d <= 0 {
+		l.problem(name, "%s is not positive (expected a duration such as 10s)", d)
+	}
+}
+
+func (l *loader) intRange(name string, n, lo, hi int) {
+	if !l.bad[name] && (n < lo || n > hi) {
+		l.problem(name, "%d is out of range (expected %d to %d)", n, lo, hi)
+	}
+}
+
+// readable checks that a file setting, when set, names a readable file.
+func (l *loader) readable(name string) {
+	path := *l.stringField(name)
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err == nil {
+		var st os.FileInfo
+		if st, err = f.Stat(); err == nil && st.IsDir() {
+			err = fmt.Errorf("%s is a directory", path)
+		}
+		f.Close()
+	}
+	if err != nil {
+		l.problem(name, "cannot read the file: %v", err)
+	}
+}
+
+func (l *loader) stringField(name string) *string {
+	for _, f := range fields {
+		if f.name == name {
+			return l.cfgField(f).(*string)
+		}
+	}
+	panic("config: no string setting " + name)
+}
+
+// parseHTTPURL parses an absolute http or https URL with a host.
+func parseHTTPURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("is not an absolute http(s) URL (expected such as https://host/path)")
+	}
+	return u, nil
+}
+
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("is not host:port (expected such as :9090 or 127.0.0.1:9091)")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("has a bad port (expected a number from 0 to 65535)")
+	}
+	return nil
+}
+
+func checkNATSURL(s string) error {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("is not a URL (expected nats://host:4222, tls://, ws://, wss:// or host:port)")
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+			return nil
+		}
+		return fmt.Errorf("has scheme %q (expected nats, tls, ws or wss)", u.Scheme)
+	}
+	if err := checkHostPort(s); err != nil {
+		return fmt.Errorf("is not a URL or host:port (expected nats://host:4222 or host:4222)")
+	}
+	return nil
+}
+
+// quoteURL quotes a URL for a message without its userinfo or query string, which may
+// hold credentials.
+func quoteURL(s string) string {
+	return strconv.Quote(logging.Redact(s, nil))
+}
+
+// urlPath returns the path of a URL, or "" when s does not parse.
+func urlPath(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.EscapedPath()
+}
+
+// userinfoOf returns the userinfo ("user:pass") of a URL and its password, if any.
+func userinfoOf(s string) (userinfo, password string) {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return "", ""
+	}
+	p, _ := u.User.Password()
+	return u.User.String(), p
+}

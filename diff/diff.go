@@ -1,0 +1,166 @@
+// Package diff turns two observations of the exports list into events. It is pure: no
+// I/O and no clock (the observation time is passed in).
+package diff
+
+import (
+	"slices"
+	"time"
+
+	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/plugchoice"
+)
+
+// Entry is what the snapshot keeps per export: the status and that status's own
+// timestamp (unix nanoseconds, 0 when the API gave none or it did not parse).
+type Entry struct {
+	Status string
+	At     int64
+}
+
+// Snapshot maps export uuid to its last known Entry.
+type Snapshot map[string]Entry
+
+// Safety valve: a complete listing that lacks more than half of a snapshot of at least
+// ValveMinSnapshot exports emits no export.removed events.
+const ValveMinSnapshot = 20
+
+// Input is one observation to compare with the previous snapshot.
+type Input struct {
+	Prev    Snapshot
+	Current []plugchoice.Export
+	// Complete is true only for a full, unfiltered listing that finished: only then can
+	// an export missing from Current be considered removed.
+	Complete bool
+	// Baseline records Current without events (first start with an empty store).
+	Baseline bool
+	// EmitRemoved turns confirmed removals into export.removed events.
+	EmitRemoved bool
+	// Source is the CloudEvents source (API base URL + "/exports").
+	Source string
+	// ObservedAt is when the listing was taken.
+	ObservedAt time.Time
+}
+
+// Result is what changed. Applying Upserts and Removes to Prev gives the new snapshot.
+type Result struct {
+	Events  []event.Event
+	Upserts map[string]Entry
+	Removes []string
+	// Missing counts exports of Prev absent from a complete listing.
+	Missing int
+	// ValveTripped is true when the safety valve suppressed removal (nothing removed).
+	ValveTripped bool
+}
+
+// Compute compares in.Current with in.Prev. It never modifies in.Prev.
+func Compute(in Input) (Result, error) {
+	var res Result
+	// present is only needed to find removals in a complete listing. It is exact even
+	// when a uuid appears twice in one listing (items shifting between pages).
+	var present map[string]struct{}
+	if in.Complete && len(in.Prev) > 0 {
+		present = make(map[string]struct{}, len(in.Current))
+	}
+	for i := range in.Current {
+		exp := &in.Current[i]
+		if present != nil {
+			present[exp.UUID] = struct{}{}
+		}
+		prev, had := in.Prev[exp.UUID]
+		if up, dup := res.Upserts[exp.UUID]; dup {
+			// The same export twice in one listing: compare with what we just recorded.
+			if up.Status == exp.Status {
+				continue
+			}
+			prev, had = up, true
+		} else if had && prev.Status == exp.Status {
+			continue
+		}
+		if res.Upserts == nil {
+			res.Upserts = make(map[string]Entry)
+		}
+		res.Upserts[exp.UUID] = Entry{Status: intern(exp.Status), At: parseTime(exp.StatusTime())}
+		if in.Baseline {
+			continue
+		}
+		var prevStatus string
+		if had {
+			prevStatus = prev.Status
+		}
+		ev, err := event.NewExport(in.Source, prevStatus, exp, in.ObservedAt)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Events = append(res.Events, ev)
+	}
+	if present == nil {
+		return res, nil
+	}
+	var missing []string
+	for uuid := range in.Prev {
+		if _, ok := present[uuid]; !ok {
+			missing = append(missing, uuid)
+		}
+	}
+	res.Missing = len(missing)
+	if len(in.Prev) >= ValveMinSnapshot && 2*len(missing) > len(in.Prev) {
+		res.ValveTripped = true
+		return res, nil
+	}
+	slices.Sort(missing)
+	res.Removes = missing
+	if !in.EmitRemoved || in.Baseline {
+		return res, nil
+	}
+	for _, uuid := range missing {
+		p := in.Prev[uuid]
+		ev, err := event.NewRemoved(in.Source, uuid, p.Status, p.At, in.ObservedAt)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Events = append(res.Events, ev)
+	}
+	return res, nil
+}
+
+// Apply returns prev with res applied, modifying prev in place.
+func Apply(prev Snapshot, res Result) Snapshot {
+	if prev == nil {
+		prev = make(Snapshot, len(res.Upserts))
+	}
+	for k, v := range res.Upserts {
+		prev[k] = v
+	}
+	for _, k := range res.Removes {
+		delete(prev, k)
+	}
+	return prev
+}
+
+// intern returns the known status constants without keeping the decoder's string alive.
+func intern(s string) string {
+	switch s {
+	case plugchoice.StatusPending:
+		return plugchoice.StatusPending
+	case plugchoice.StatusProcessing:
+		return plugchoice.StatusProcessing
+	case plugchoice.StatusReady:
+		return plugchoice.StatusReady
+	case plugchoice.StatusFailed:
+		return plugchoice.StatusFailed
+	case plugchoice.StatusCancelled:
+		return plugchoice.StatusCancelled
+	}
+	return s
+}
+
+func parseTime(s string) int64 {
+	if s == "" {
+		return 0
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0
+	}
+	return t.UnixNano()
+}

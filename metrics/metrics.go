@@ -1,0 +1,173 @@
+// Package metrics holds the bridge's Prometheus collectors. Every package that observes
+// something takes a *Metrics; a nil *Metrics records nothing, so tests need no registry.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the bridge's collectors. Labels are bounded: sink name, outcome, event
+// type, status code class. Never a uuid.
+type Metrics struct {
+	Polls              *prometheus.CounterVec   // outcome: ok, error
+	APIRequests        *prometheus.CounterVec   // code: 2xx, 4xx, 429, 5xx, error
+	APIRequestDuration prometheus.Histogram     //
+	APIRateRemaining   prometheus.Gauge         //
+	ExportsTracked     prometheus.Gauge         //
+	EventsDetected     *prometheus.CounterVec   // type
+	Deliveries         *prometheus.CounterVec   // sink, outcome: delivered, retry, dead_letter
+	DeliveryLatency    *prometheus.HistogramVec // sink
+	OutboxDepth        *prometheus.GaugeVec     // sink
+	DeadLetterDepth    *prometheus.GaugeVec     // sink
+	LastPollSuccess    prometheus.Gauge         // unix seconds
+	PollDuration       prometheus.Histogram     //
+	SinkConnected      *prometheus.GaugeVec     // sink (1 connected, 0 not)
+}
+
+// New creates the collectors and registers them, with the Go runtime and process
+// collectors, on reg. A nil reg creates unregistered collectors.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exportbridge_polls_total", Help: "Poll cycles by outcome (ok, error).",
+		}, []string{"outcome"}),
+		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exportbridge_api_requests_total", Help: "Plugchoice API requests by status code class (2xx, 4xx, 429, 5xx, error).",
+		}, []string{"code"}),
+		APIRequestDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "exportbridge_api_request_duration_seconds", Help: "Duration of one Plugchoice API request.",
+			Buckets: prometheus.DefBuckets,
+		}),
+		APIRateRemaining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportbridge_api_ratelimit_remaining", Help: "Last X-RateLimit-Remaining seen from the API.",
+		}),
+		ExportsTracked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportbridge_exports_tracked", Help: "Exports in the snapshot.",
+		}),
+		EventsDetected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exportbridge_events_detected_total", Help: "Events detected, by short event type.",
+		}, []string{"type"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exportbridge_deliveries_total", Help: "Delivery attempts by sink and outcome (delivered, retry, dead_letter).",
+		}, []string{"sink", "outcome"}),
+		DeliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "exportbridge_delivery_latency_seconds", Help: "Time from detection to delivery, by sink.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30, 60, 300, 3600},
+		}, []string{"sink"}),
+		OutboxDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_outbox_depth", Help: "Events waiting in the outbox, by sink.",
+		}, []string{"sink"}),
+		DeadLetterDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_dead_letter_depth", Help: "Events in the dead-letter queue, by sink.",
+		}, []string{"sink"}),
+		LastPollSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportbridge_last_successful_poll_timestamp_seconds", Help: "Unix time of the last successful poll.",
+		}),
+		PollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "exportbridge_poll_duration_seconds", Help: "Duration of one poll cycle.",
+			Buckets: prometheus.DefBuckets,
+		}),
+		SinkConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
+		}, []string{"sink"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
+			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
+			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected,
+			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return m
+}
+
+// CodeClass maps an HTTP status code to a bounded label: "2xx", "429", "4xx", "5xx";
+// 0 (no response) is "error".
+func CodeClass(code int) string {
+	switch {
+	case code == 0:
+		return "error"
+	case code == 429:
+		return "429"
+	case code >= 100 && code < 600:
+		return strconv.Itoa(code/100) + "xx"
+	default:
+		return "other"
+	}
+}
+
+// APIRequest records one API request.
+func (m *Metrics) APIRequest(code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.APIRequests.WithLabelValues(CodeClass(code)).Inc()
+	m.APIRequestDuration.Observe(d.Seconds())
+}
+
+// Delivery records one delivery outcome for sink; latency is from detection, recorded
+// for "delivered" only.
+func (m *Metrics) Delivery(sink, outcome string, latency time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Deliveries.WithLabelValues(sink, outcome).Inc()
+	if outcome == "delivered" {
+		m.DeliveryLatency.WithLabelValues(sink).Observe(latency.Seconds())
+	}
+}
+
+// Depths sets the queue depths of sink.
+func (m *Metrics) Depths(sink string, outbox, dead int) {
+	if m == nil {
+		return
+	}
+	m.OutboxDepth.WithLabelValues(sink).Set(float64(outbox))
+	m.DeadLetterDepth.WithLabelValues(sink).Set(float64(dead))
+}
+
+// Connected sets the connection state gauge of sink.
+func (m *Metrics) Connected(sink string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.SinkConnected.WithLabelValues(sink).Set(v)
+}
+
+// Poll records one poll cycle outcome ("ok" or "error").
+func (m *Metrics) Poll(outcome string) {
+	if m == nil {
+		return
+	}
+	m.Polls.WithLabelValues(outcome).Inc()
+}
+
+// SetExports sets the number of exports tracked.
+func (m *Metrics) SetExports(n int) {
+	if m == nil {
+		return
+	}
+	m.ExportsTracked.Set(float64(n))
+}
+
+// Event records one detected event of short type typ. Unknown statuses are folded
+// into "export.other" to keep the label bounded.
+func (m *Metrics) Event(typ string) {
+	if m == nil {
+		return
+	}
+	switch typ {
+	case "export.pending", "export.processing", "export.ready", "export.failed", "export.cancelled",
+		"export.removed", "bridge.poll_failing", "bridge.poll_recovered":
+	default:
+		typ = "export.other"
+	}
+	m.EventsDetected.WithLabelValues(typ).Inc()
+}

@@ -1,0 +1,323 @@
+// Package poller runs the polling loop: it lists exports within the API budget, diffs
+// the listing against the snapshot, and commits the new snapshot together with the
+// cycle's events in one store transaction.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/exportbridge/exportbridge/diff"
+	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/metrics"
+	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/store"
+)
+
+// Lister is the part of the API client the poller uses.
+type Lister interface {
+	List(ctx context.Context, q plugchoice.Query) (*plugchoice.Listing, error)
+	ListPage(ctx context.Context, q plugchoice.Query, page int) (*plugchoice.Page, error)
+	Requests() int64
+	RateLimit() (limit, remaining int, ok bool)
+}
+
+// Health receives the outcome of each cycle (readiness).
+type Health interface {
+	PollOK(at time.Time)
+	PollFailed(at time.Time, kind, msg string, auth bool)
+	StoreError(err error)
+}
+
+// Options configure a Poller.
+type Options struct {
+	Client Lister
+	Store  *store.Store
+	// Query holds the user's pass-through filters (types, subject); the poller adds the
+	// status filter for in-flight queries.
+	Query            plugchoice.Query
+	Source           string // CloudEvents source: API base URL + "/exports"
+	Interval         time.Duration
+	FullSyncInterval time.Duration
+	EmitExisting     bool
+	EmitRemoved      bool
+	FailureThreshold int
+	// Route returns the names of the sinks whose filter wants e.
+	Route func(e event.Event) []string
+	// Notify is called after a commit that queued events.
+	Notify  func()
+	Health  Health
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time
+}
+
+// Poller is the polling loop. Cycle must not be called concurrently.
+type Poller struct {
+	o           Options
+	snap        diff.Snapshot
+	initialized bool
+	lastFull    time.Time
+	needFull    bool
+
+	failures     int
+	failingSince time.Time
+	failingSent  bool
+	orderWarned  bool
+}
+
+// New loads the snapshot from the store.
+func New(o Options) (*Poller, error) {
+	if o.Client == nil || o.Store == nil {
+		return nil, errors.New("poller: client and store are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Interval <= 0 {
+		o.Interval = 30 * time.Second
+	}
+	if o.FullSyncInterval < o.Interval {
+		o.FullSyncInterval = o.Interval
+	}
+	if o.FailureThreshold <= 0 {
+		o.FailureThreshold = 5
+	}
+	if o.Route == nil {
+		o.Route = func(event.Event) []string { return nil }
+	}
+	if o.Notify == nil {
+		o.Notify = func() {}
+	}
+	snap, initialized, err := o.Store.LoadSnapshot()
+	if err != nil {
+		return nil, fmt.Errorf("load snapshot: %w", err)
+	}
+	if snap == nil {
+		snap = diff.Snapshot{}
+	}
+	o.Metrics.SetExports(len(snap))
+	return &Poller{o: o, snap: snap, initialized: initialized}, nil
+}
+
+// Tracked returns the number of exports in the snapshot.
+func (p *Poller) Tracked() int { return len(p.snap) }
+
+// Run polls every Interval (plus up to 10% jitter) until ctx is done. The first cycle
+// starts at once.
+func (p *Poller) Run(ctx context.Context) error {
+	for {
+		if _, err := p.Cycle(ctx); err != nil && ctx.Err() != nil {
+			return nil
+		}
+		wait := p.o.Interval + time.Duration(rand.Int64N(int64(p.o.Interval)/10+1))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Report describes one cycle.
+type Report struct {
+	Full     bool
+	Complete bool
+	Exports  int // exports observed
+	Events   int
+	Requests int
+	Removed  int
+	Duration time.Duration
+}
+
+// Cycle runs one poll cycle: list, diff, commit. A failed cycle changes nothing.
+func (p *Poller) Cycle(ctx context.Context) (Report, error) {
+	start := p.o.Now()
+	reqs0 := p.o.Client.Requests()
+	rep, err := p.cycle(ctx, start)
+	rep.Requests = int(p.o.Client.Requests() - reqs0)
+	rep.Duration = p.o.Now().Sub(start)
+	_, remaining, _ := p.o.Client.RateLimit()
+	m := p.o.Metrics
+	if m != nil {
+		m.PollDuration.Observe(rep.Duration.Seconds())
+		m.APIRateRemaining.Set(float64(remaining))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return rep, err
+		}
+		m.Poll("error")
+		p.failed(ctx, start, err, rep)
+		return rep, err
+	}
+	m.Poll("ok")
+	if m != nil {
+		m.LastPollSuccess.Set(float64(p.o.Now().Unix()))
+	}
+	p.o.Logger.Info("poll cycle", "full", rep.Full, "exports_seen", rep.Exports, "events", rep.Events,
+		"removed", rep.Removed, "requests", rep.Requests, "ratelimit_remaining", remaining,
+		"tracked", len(p.snap), "duration_ms", rep.Duration.Milliseconds())
+	return rep, nil
+}
+
+func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
+	full := !p.initialized || p.needFull || now.Sub(p.lastFull) >= p.o.FullSyncInterval
+	var (
+		current  []plugchoice.Export
+		complete bool
+		rep      Report
+	)
+	if !full {
+		cur, ok, err := p.cheapListing(ctx)
+		if err != nil {
+			return rep, err
+		}
+		if ok {
+			current = cur
+		} else {
+			full = true
+		}
+	}
+	if full {
+		l, err := p.o.Client.List(ctx, p.o.Query)
+		if err != nil {
+			return rep, fmt.Errorf("full listing: %w", err)
+		}
+		if !l.Complete {
+			return rep, errors.New("full listing: incomplete")
+		}
+		current, complete = l.Exports, true
+	}
+	rep.Full, rep.Complete, rep.Exports = full, complete, len(current)
+	observed := p.o.Now()
+	res, err := diff.Compute(diff.Input{
+		Prev:        p.snap,
+		Current:     current,
+		Complete:    complete,
+		Baseline:    !p.initialized && !p.o.EmitExisting,
+		EmitRemoved: p.o.EmitRemoved,
+		Source:      p.o.Source,
+		ObservedAt:  observed,
+	})
+	if err != nil {
+		return rep, fmt.Errorf("diff: %w", err)
+	}
+	if res.ValveTripped {
+		p.o.Logger.Warn("complete listing lacks more than half of the snapshot; no removal this cycle (safety valve)",
+			"missing", res.Missing, "tracked", len(p.snap))
+	}
+	events := res.Events
+	if p.failingSent {
+		ev, err := p.bridgeEvent(event.TypePollRecovered, nil, observed)
+		if err != nil {
+			return rep, err
+		}
+		events = append(events, ev)
+	}
+	routed := make([]store.Routed, 0, len(events))
+	for _, ev := range events {
+		routed = append(routed, store.Routed{Event: ev, Sinks: p.o.Route(ev)})
+	}
+	info := store.PollInfo{At: observed, OK: true, Full: full, Exports: len(current), Events: len(events)}
+	if _, rem, ok := p.o.Client.RateLimit(); ok {
+		info.RateRemaining = rem
+	}
+	if err := p.o.Store.CommitCycle(store.Cycle{Upserts: res.Upserts, Removes: res.Removes, Events: routed, Poll: info}); err != nil {
+		if p.o.Health != nil {
+			p.o.Health.StoreError(err)
+		}
+		return rep, fmt.Errorf("commit cycle: %w", err)
+	}
+	// Committed: only now does the in-memory snapshot move on.
+	p.snap = diff.Apply(p.snap, res)
+	p.initialized = true
+	if full {
+		p.lastFull = now
+		p.needFull = false
+	}
+	if p.failingSent {
+		p.o.Logger.Info("Plugchoice API polling recovered", "after_failures", p.failures)
+	}
+	p.failures, p.failingSent = 0, false
+	p.failingSince = time.Time{}
+	rep.Events, rep.Removed = len(events), len(res.Removes)
+	p.o.Metrics.SetExports(len(p.snap))
+	for _, ev := range events {
+		p.o.Metrics.Event(ev.Type)
+	}
+	if p.o.Health != nil {
+		p.o.Health.PollOK(observed)
+	}
+	if len(events) > 0 {
+		p.o.Notify()
+	}
+	return rep, nil
+}
+
+// failed records a failed cycle and, past the threshold, queues bridge.poll_failing once.
+func (p *Poller) failed(ctx context.Context, at time.Time, err error, rep Report) {
+	p.failures++
+	if p.failingSince.IsZero() {
+		p.failingSince = at
+	}
+	kind := plugchoice.Kind(err)
+	msg := err.Error()
+	var apiErr *plugchoice.APIError
+	if errors.As(err, &apiErr) {
+		msg = apiErr.Message
+	}
+	auth := plugchoice.IsAuth(err)
+	if p.o.Health != nil {
+		p.o.Health.PollFailed(at, kind, msg, auth)
+	}
+	log := p.o.Logger.Warn
+	if auth {
+		log = p.o.Logger.Error
+	}
+	log("poll cycle failed", "error", err, "kind", kind, "consecutive_failures", p.failures,
+		"requests", rep.Requests, "duration_ms", rep.Duration.Milliseconds())
+	perr := p.o.Store.SavePoll(store.PollInfo{At: at, OK: false, Error: err.Error(), Full: rep.Full, Requests: rep.Requests})
+	if perr != nil {
+		p.o.Logger.Error("cannot record the failed poll in the store", "error", perr)
+		if p.o.Health != nil {
+			p.o.Health.StoreError(perr)
+		}
+		return
+	}
+	if p.failures < p.o.FailureThreshold || p.failingSent {
+		return
+	}
+	ev, eerr := p.bridgeEvent(event.TypePollFailing, &event.BridgeData{ErrorKind: kind, Message: msg}, at)
+	if eerr != nil {
+		p.o.Logger.Error("cannot build bridge.poll_failing", "error", eerr)
+		return
+	}
+	c := store.Cycle{Events: []store.Routed{{Event: ev, Sinks: p.o.Route(ev)}},
+		Poll: store.PollInfo{At: at, OK: false, Error: err.Error(), Events: 1}}
+	if cerr := p.o.Store.CommitCycle(c); cerr != nil {
+		p.o.Logger.Error("cannot queue bridge.poll_failing", "error", cerr)
+		return
+	}
+	p.failingSent = true
+	p.o.Metrics.Event(ev.Type)
+	p.o.Logger.Error("Plugchoice API polling failing; alert queued", "consecutive_failures", p.failures, "since", p.failingSince)
+	p.o.Notify()
+}
+
+func (p *Poller) bridgeEvent(typ string, d *event.BridgeData, at time.Time) (event.Event, error) {
+	data := event.BridgeData{Failures: p.failures}
+	if d != nil {
+		data.ErrorKind, data.Message = d.ErrorKind, d.Message
+	}
+	return event.NewBridge(p.o.Source, typ, data, p.failingSince, at)
+}

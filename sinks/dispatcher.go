@@ -1,0 +1,614 @@
+package sinks
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/metrics"
+	"github.com/exportbridge/exportbridge/store"
+)
+
+// Dispatcher defaults.
+const (
+	DefaultConcurrency     = 1
+	DefaultMaxElapsed      = 24 * time.Hour
+	DefaultInitialInterval = time.Second
+	DefaultMaxInterval     = 5 * time.Minute
+	DefaultMaxRetryAfter   = time.Hour
+	DefaultGrace           = 10 * time.Second
+)
+
+const (
+	// window is how many outbox records a dispatcher holds in memory at most. Past it,
+	// the rest of the queue is read as the window drains.
+	window = 8192
+	// rescanEvery is how often the outbox is re-read without a Notify (replays by another
+	// component, missed notifications) and the depth gauges refreshed.
+	rescanEvery = time.Second
+	// maxBatch bounds one settle transaction.
+	maxBatch = 4096
+	// maxErrorLen bounds the LastError kept per record.
+	maxErrorLen = 1000
+	// settleRetry is the pause after a failed settle transaction.
+	settleRetry = time.Second
+)
+
+// afterCancel is how long a stopping dispatcher waits for deliveries that were cancelled
+// after the grace period (a sink that ignores its context). A variable for tests.
+var afterCancel = 5 * time.Second
+
+// DispatcherOptions configure a Dispatcher.
+type DispatcherOptions struct {
+	Sink Sink
+	// Concurrency is the maximum of deliveries in flight (default 1); never two for the
+	// same Event.OrderKey.
+	Concurrency int
+	// MaxElapsed is the retry budget since an event's first attempt (RETRY_MAX_ELAPSED,
+	// default 24h); past it the event is dead-lettered.
+	MaxElapsed time.Duration
+	// InitialInterval and MaxInterval shape the exponential backoff (defaults 1s and 5m;
+	// multiplier 2, randomization 0.5).
+	InitialInterval, MaxInterval time.Duration
+	// MaxRetryAfter caps a sink's Retry-After (default 1h).
+	MaxRetryAfter time.Duration
+	// Grace is how long in-flight deliveries may finish on stop (SHUTDOWN_TIMEOUT,
+	// default 10s; negative: cancel them at once).
+	Grace   time.Duration
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+}
+
+// Dispatcher drains one sink's outbox queue: in order per export, concurrently across
+// exports, with retries on a schedule kept in the store.
+type Dispatcher struct {
+	st   *store.Store
+	o    DispatcherOptions
+	name string
+	log  *slog.Logger
+
+	notify  chan struct{}
+	queued  atomic.Int64
+	running atomic.Bool
+
+	mu      sync.Mutex
+	settled chan struct{} // closed (and replaced) after each settle transaction
+}
+
+// NewDispatcher creates the dispatcher of o.Sink over st. Zero options take defaults.
+func NewDispatcher(st *store.Store, o DispatcherOptions) *Dispatcher {
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.MaxElapsed <= 0 {
+		o.MaxElapsed = DefaultMaxElapsed
+	}
+	if o.InitialInterval <= 0 {
+		o.InitialInterval = DefaultInitialInterval
+	}
+	if o.MaxInterval <= 0 {
+		o.MaxInterval = DefaultMaxInterval
+	}
+	if o.MaxInterval < o.InitialInterval {
+		o.MaxInterval = o.InitialInterval
+	}
+	if o.MaxRetryAfter <= 0 {
+		o.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	switch {
+	case o.Grace == 0:
+		o.Grace = DefaultGrace
+	case o.Grace < 0:
+		o.Grace = 0
+	}
+	d := &Dispatcher{st: st, o: o, notify: make(chan struct{}, 1), settled: make(chan struct{})}
+	if o.Sink != nil {
+		d.name = o.Sink.Name()
+	}
+	d.log = o.Logger
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.log = d.log.With("sink", d.name)
+	return d
+}
+
+// Notify tells the dispatcher that new records were committed for its sink. It never
+// blocks.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Queued returns the number of records in the outbox not yet delivered (as of the
+// dispatcher's last look at the queue).
+func (d *Dispatcher) Queued() int { return int(d.queued.Load()) }
+
+// WaitIdle returns nil once the sink's outbox is empty (every record delivered or
+// dead-lettered), or an error when ctx ends first.
+func (d *Dispatcher) WaitIdle(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		settled := d.settled
+		d.mu.Unlock()
+		recs, err := d.st.Pending(d.name, 0, 1)
+		if err != nil {
+			return fmt.Errorf("wait for sink %s to drain: %w", d.name, err)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for sink %s to drain: %d events still queued: %w", d.name, d.Queued(), ctx.Err())
+		case <-settled:
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Dispatcher) signalSettled() {
+	d.mu.Lock()
+	close(d.settled)
+	d.settled = make(chan struct{})
+	d.mu.Unlock()
+}
+
+// Run delivers until ctx is done, then stops gracefully: nothing new starts, in-flight
+// deliveries get Grace to finish and are then cancelled; what was not delivered stays
+// queued. It returns nil on a clean stop.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.o.Sink == nil || d.st == nil {
+		return errors.New("dispatcher: no sink or no store given")
+	}
+	if !d.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("dispatcher %s is already running", d.name)
+	}
+	defer d.running.Store(false)
+
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	r := &run{
+		d:          d,
+		keys:       map[string]*keyQueue{},
+		workCtx:    workCtx,
+		cancelWork: cancelWork,
+		results:    make(chan result, d.o.Concurrency),
+		flushCh:    make(chan store.Settlement, 1),
+		flushDone:  make(chan flushResult, 1),
+	}
+	_, dead, err := d.st.Depths(d.name)
+	if err != nil {
+		return fmt.Errorf("dispatcher %s: %w", d.name, err)
+	}
+	r.dead = dead
+	if err := r.refill(); err != nil {
+		return fmt.Errorf("dispatcher %s: %w", d.name, err)
+	}
+	go r.flusher()
+	defer close(r.flushCh)
+	d.log.Debug("dispatcher started", "queued", r.inMem)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	tick := time.NewTicker(rescanEvery)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		r.dispatch(now)
+		r.maybeFlush(now)
+		r.publish()
+		if wait, ok := r.nextWake(now); ok {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return r.stop()
+		case res := <-r.results:
+			r.handle(res)
+		case fr := <-r.flushDone:
+			r.flushed(fr)
+		case <-d.notify:
+			r.tryRefill()
+		case <-tick.C:
+			r.tryRefill()
+			r.refreshDepth()
+		case <-timer.C:
+		}
+		if r.more && r.inMem < window/2 {
+			r.tryRefill()
+		}
+	}
+}
+
+// keyQueue holds the queued records of one order key, oldest first.
+type keyQueue struct {
+	key      string
+	recs     []store.Record
+	inflight bool
+	idx      int // index in the ready heap, -1 when not in it
+}
+
+// readyHeap orders the idle keys by the next attempt time of their head record, then by
+// its sequence number (queue order).
+type readyHeap []*keyQueue
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	a, b := &h[i].recs[0], &h[j].recs[0]
+	if !a.NextAttemptAt.Equal(b.NextAttemptAt) {
+		return a.NextAttemptAt.Before(b.NextAttemptAt)
+	}
+	return a.Seq < b.Seq
+}
+func (h readyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *readyHeap) Push(x any) {
+	k := x.(*keyQueue)
+	k.idx = len(*h)
+	*h = append(*h, k)
+}
+func (h *readyHeap) Pop() any {
+	old := *h
+	k := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	k.idx = -1
+	return k
+}
+
+type result struct {
+	k   *keyQueue
+	err error
+}
+
+type flushResult struct {
+	batch store.Settlement
+	err   error
+}
+
+// run is the state of one Run; only Run's goroutine touches it.
+type run struct {
+	d          *Dispatcher
+	keys       map[string]*keyQueue
+	ready      readyHeap
+	inflight   int
+	inMem      int    // records read and not yet settled (in-flight included)
+	lastSeq    uint64 // highest seq read from the outbox
+	more       bool   // the last read stopped at the window: more records wait in the store
+	storeDepth int    // outbox depth at the last refresh, when more is set
+	dead       int
+	workCtx    context.Context
+	cancelWork context.CancelFunc
+	results    chan result
+	stopping   bool
+
+	pend         store.Settlement
+	flushing     bool
+	flushRetryAt time.Time
+	flushCh      chan store.Settlement
+	flushDone    chan flushResult
+}
+
+// refill reads records past lastSeq into the key queues, up to the window.
+func (r *run) refill() error {
+	room := window - r.inMem
+	if room <= 0 {
+		r.more = true
+		return nil
+	}
+	recs, err := r.d.st.Pending(r.d.name, r.lastSeq, room)
+	if err != nil {
+		return fmt.Errorf("read outbox: %w", err)
+	}
+	r.more = len(recs) == room
+	for _, rec := range recs {
+		r.lastSeq = rec.Seq
+		r.inMem++
+		key := rec.Event.OrderKey()
+		k := r.keys[key]
+		if k == nil {
+			k = &keyQueue{key: key, idx: -1}
+			r.keys[key] = k
+		}
+		k.recs = append(k.recs, rec)
+		if len(k.recs) == 1 && !k.inflight {
+			heap.Push(&r.ready, k)
+		}
+	}
+	return nil
+}
+
+func (r *run) tryRefill() {
+	if err := r.refill(); err != nil {
+		r.d.log.Error("dispatcher cannot read its outbox; retrying", "error", err)
+	}
+}
+
+func (r *run) refreshDepth() {
+	ob, dead, err := r.d.st.Depths(r.d.name)
+	if err != nil {
+		r.d.log.Error("dispatcher cannot count its queues", "error", err)
+		return
+	}
+	r.storeDepth, r.dead = ob, dead
+}
+
+// publish updates Queued and the depth gauges.
+func (r *run) publish() {
+	q := r.inMem
+	if r.more {
+		q = max(q, r.storeDepth-len(r.pend.Acks)-len(r.pend.Dead))
+	}
+	r.d.queued.Store(int64(q))
+	r.d.o.Metrics.Depths(r.d.name, q, r.dead)
+}
+
+// dispatch starts deliveries of ready keys while there is capacity.
+func (r *run) dispatch(now time.Time) {
+	for !r.stopping && r.inflight < r.d.o.Concurrency && r.ready.Len() > 0 {
+		k := r.ready[0]
+		if false && k.recs[0].NextAttemptAt.After(now) {
+			return
+		}
+		heap.Pop(&r.ready)
+		k.inflight = true
+		r.inflight++
+		rec := &k.recs[0]
+		if rec.FirstAttemptAt.IsZero() {
+			rec.FirstAttemptAt = now
+		}
+		go r.deliver(k, rec.Event)
+	}
+}
+
+// deliver runs in its own goroutine: it gets the event by value and touches no run state.
+func (r *run) deliver(k *keyQueue, ev event.Event) {
+	var err error
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sink %s panicked delivering event %s: %v", r.d.name, ev.ID, p)
+		}
+		r.results <- result{k: k, err: err}
+	}()
+	err = r.d.o.Sink.Deliver(r.workCtx, ev)
+}
+
+// nextWake is how long to sleep until the next key becomes ready, if one can start.
+func (r *run) nextWake(now time.Time) (time.Duration, bool) {
+	if r.stopping || r.inflight >= r.d.o.Concurrency || r.ready.Len() == 0 {
+		return 0, false
+	}
+	return max(r.ready[0].recs[0].NextAttemptAt.Sub(now), 0), true
+}
+
+// handle records the outcome of one delivery.
+func (r *run) handle(res result) {
+	d := r.d
+	k := res.k
+	k.inflight = false
+	r.inflight--
+	rec := &k.recs[0]
+	now := time.Now()
+	switch {
+	case res.err == nil:
+		r.pend.Acks = append(r.pend.Acks, rec.Seq)
+		d.o.Metrics.Delivery(d.name, "delivered", now.Sub(rec.Event.DetectedAt))
+		r.pop(k)
+	case r.workCtx.Err() != nil:
+		// Cancelled by a stop after the grace period: not an attempt; it stays queued.
+		d.log.Info("delivery cancelled by shutdown; the event stays queued",
+			"event_id", rec.Event.ID, "export", rec.Event.Subject)
+		return
+	default:
+		rec.Attempts++
+		rec.LastError = truncate(res.err.Error(), maxErrorLen)
+		rec.LastStatus = StatusCode(res.err)
+		reason := ""
+		switch {
+		case IsPermanent(res.err):
+			reason = "permanent error"
+		case now.Sub(rec.FirstAttemptAt) >= d.o.MaxElapsed:
+			reason = fmt.Sprintf("retry budget of %s spent", d.o.MaxElapsed)
+		}
+		if reason != "" {
+			rec.DeadAt = now
+			r.pend.Dead = append(r.pend.Dead, *rec)
+			r.dead++
+			d.o.Metrics.Delivery(d.name, "dead_letter", 0)
+			d.log.Error("delivery failed; event moved to the dead-letter queue",
+				"event_id", rec.Event.ID, "export", rec.Event.Subject, "type", rec.Event.Type,
+				"attempt", rec.Attempts, "reason", reason, "status", rec.LastStatus, "error", res.err)
+			r.pop(k)
+			break
+		}
+		rec.NextAttemptAt = now.Add(d.delay(rec, res.err, now))
+		r.pend.Attempts = append(r.pend.Attempts, *rec)
+		d.o.Metrics.Delivery(d.name, "retry", 0)
+		d.log.Warn("delivery failed; will retry",
+			"event_id", rec.Event.ID, "export", rec.Event.Subject, "attempt", rec.Attempts,
+			"next_attempt", rec.NextAttemptAt.UTC().Format(time.RFC3339Nano), "status", rec.LastStatus, "error", res.err)
+	}
+	if len(k.recs) > 0 {
+		heap.Push(&r.ready, k)
+	} else {
+		delete(r.keys, k.key)
+	}
+}
+
+func (r *run) pop(k *keyQueue) {
+	k.recs[0] = store.Record{}
+	k.recs = k.recs[1:]
+	r.inMem--
+}
+
+// delay is the wait before the next attempt of rec, which just failed with err: the
+// sink's Retry-After (capped) when it gave one, else the exponential backoff for the
+// attempt count, never past the end of the retry budget.
+func (d *Dispatcher) delay(rec *store.Record, err error, now time.Time) time.Duration {
+	if ra, ok := RetryAfterOf(err); ok {
+		return min(ra, d.o.MaxRetryAfter)
+	}
+	wait := d.Backoff(rec.Attempts)
+	if deadline := rec.FirstAttemptAt.Add(d.o.MaxElapsed); now.Add(wait).After(deadline) {
+		wait = max(deadline.Sub(now), 0)
+	}
+	return wait
+}
+
+// Backoff returns the randomized backoff before the retry that follows attempt number
+// attempts (1 = the first attempt failed): InitialInterval * 2^(attempts-1), capped at
+// MaxInterval, +/- 50%. The schedule continues from a stored attempt count.
+func (d *Dispatcher) Backoff(attempts int) time.Duration {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     d.o.InitialInterval,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         d.o.MaxInterval,
+		MaxElapsedTime:      0, // the budget is ours: FirstAttemptAt is stored
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+	next := b.NextBackOff()
+	// Past about 64 doublings the interval is pinned at MaxInterval.
+	for i := 1; i < min(attempts, 64); i++ {
+		next = b.NextBackOff()
+	}
+	return next
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// ---- settling: acks, attempts and dead letters, batched into few transactions ----
+
+func (r *run) flusher() {
+	for b := range r.flushCh {
+		r.flushDone <- flushResult{batch: b, err: r.d.st.Settle(r.d.name, b)}
+	}
+}
+
+func pendLen(s *store.Settlement) int { return len(s.Acks) + len(s.Attempts) + len(s.Dead) }
+
+// take removes up to maxBatch items from pend, keeping their order.
+func (r *run) take() store.Settlement {
+	if pendLen(&r.pend) <= maxBatch {
+		b := r.pend
+		r.pend = store.Settlement{}
+		return b
+	}
+	var b store.Settlement
+	n := min(len(r.pend.Acks), maxBatch)
+	b.Acks, r.pend.Acks = r.pend.Acks[:n:n], r.pend.Acks[n:]
+	n = min(len(r.pend.Attempts), maxBatch-len(b.Acks))
+	b.Attempts, r.pend.Attempts = r.pend.Attempts[:n:n], r.pend.Attempts[n:]
+	// Dead letters go whole: a dead record must leave with or after its saved attempts.
+	if len(r.pend.Attempts) == 0 {
+		b.Dead, r.pend.Dead = r.pend.Dead, nil
+	}
+	return b
+}
+
+// maybeFlush hands the pending outcomes to the flusher when it is idle: under load the
+// batch grows while the previous transaction commits (group commit).
+func (r *run) maybeFlush(now time.Time) {
+	if r.flushing || pendLen(&r.pend) == 0 || now.Before(r.flushRetryAt) {
+		return
+	}
+	r.flushing = true
+	r.flushCh <- r.take()
+}
+
+func (r *run) flushed(fr flushResult) {
+	r.flushing = false
+	if fr.err != nil {
+		// Put the batch back in front: it is retried, in order, after a pause.
+		r.pend = store.Settlement{
+			Acks:     append(fr.batch.Acks, r.pend.Acks...),
+			Attempts: append(fr.batch.Attempts, r.pend.Attempts...),
+			Dead:     append(fr.batch.Dead, r.pend.Dead...),
+		}
+		r.flushRetryAt = time.Now().Add(settleRetry)
+		r.d.log.Error("cannot record delivery outcomes in the store; retrying (delivered events may be re-delivered after a crash)",
+			"pending", pendLen(&r.pend), "error", fr.err)
+		return
+	}
+	r.storeDepth -= len(fr.batch.Acks) + len(fr.batch.Dead)
+	r.d.signalSettled()
+}
+
+// stop waits for in-flight deliveries (Grace, then cancels them) and writes every
+// pending outcome.
+func (r *run) stop() error {
+	d := r.d
+	r.stopping = true
+	d.log.Info("dispatcher stopping", "in_flight", r.inflight, "grace", d.o.Grace)
+	grace := time.NewTimer(d.o.Grace)
+	defer grace.Stop()
+	var hard <-chan time.Time
+	for r.inflight > 0 {
+		select {
+		case res := <-r.results:
+			r.handle(res)
+		case fr := <-r.flushDone:
+			r.flushed(fr)
+		case <-grace.C:
+			d.log.Warn("grace period over; cancelling in-flight deliveries", "in_flight", r.inflight)
+			r.cancelWork()
+			t := time.NewTimer(afterCancel)
+			defer t.Stop()
+			hard = t.C
+		case <-hard:
+			r.publish()
+			err := fmt.Errorf("dispatcher %s: %d deliveries did not return %s after cancel", d.name, r.inflight, afterCancel)
+			if ferr := r.finalFlush(); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+			return err
+		}
+	}
+	err := r.finalFlush()
+	r.publish()
+	return err
+}
+
+func (r *run) finalFlush() error {
+	if r.flushing {
+		r.flushed(<-r.flushDone)
+	}
+	for pendLen(&r.pend) > 0 {
+		b := r.take()
+		if err := r.d.st.Settle(r.d.name, b); err != nil {
+			return fmt.Errorf("dispatcher %s: record delivery outcomes on stop (the delivered events will be re-delivered): %w", r.d.name, err)
+		}
+		r.storeDepth -= len(b.Acks) + len(b.Dead)
+		r.d.signalSettled()
+	}
+	return nil
+}
