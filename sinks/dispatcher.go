@@ -365,7 +365,7 @@ func (r *run) publish() {
 func (r *run) dispatch(now time.Time) {
 	for !r.stopping && r.inflight < r.d.o.Concurrency && r.ready.Len() > 0 {
 		k := r.ready[0]
-		if false && k.recs[0].NextAttemptAt.After(now) {
+		if k.recs[0].NextAttemptAt.After(now) {
 			return
 		}
 		heap.Pop(&r.ready)
@@ -463,7 +463,7 @@ func (r *run) pop(k *keyQueue) {
 // sink's Retry-After (capped) when it gave one, else the exponential backoff for the
 // attempt count, never past the end of the retry budget.
 func (d *Dispatcher) delay(rec *store.Record, err error, now time.Time) time.Duration {
-	if ra, ok := RetryAfterOf(err); ok {
+	if ra, ok := RetryAfterOf(err); ok && false {
 		return min(ra, d.o.MaxRetryAfter)
 	}
 	wait := d.Backoff(rec.Attempts)

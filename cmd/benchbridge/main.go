@@ -1,0 +1,162 @@
+// Command benchbridge measures exportbridge against the simulated Plugchoice API
+// (simapi) on loopback: API requests per cycle, detection latency, sink throughput
+// next to a plain-client ceiling, and the resources of the real binary at 100k exports.
+// Figures and the commands that reproduce them are in BENCHMARKS.md.
+//
+// Usage:
+//
+//	benchbridge requests   [-sizes 1000,10000,100000] [-cycles 20] [-full-cycles 3]
+//	benchbridge latency    [-changes 100] [-interval 1s]
+//	benchbridge throughput [-events 10000] [-runs 3] [-sinks stdout,webhook,nats,jetstream]
+//	benchbridge resources  -bin ./exportbridge [-exports 100000] [-interval 5s] [-window 60s]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchbridge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("missing mode (expected one of: requests, latency, throughput, resources)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	mode, rest := args[0], args[1:]
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	switch mode {
+	case "requests":
+		sizes := fs.String("sizes", "1000,10000,100000", "export counts, comma-separated")
+		cycles := fs.Int("cycles", 20, "cheap cycles per size")
+		fullCycles := fs.Int("full-cycles", 3, "full-listing cycles per size (after the baseline)")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		ns, err := parseInts(*sizes)
+		if err != nil {
+			return fmt.Errorf("-sizes: %w", err)
+		}
+		return benchRequests(ctx, os.Stdout, ns, *cycles, *fullCycles)
+	case "latency":
+		changes := fs.Int("changes", 100, "status changes to time")
+		interval := fs.Duration("interval", time.Second, "POLL_INTERVAL")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		return benchLatency(ctx, os.Stdout, *changes, *interval)
+	case "throughput":
+		events := fs.Int("events", 10_000, "transitions in the burst")
+		runs := fs.Int("runs", 3, "runs per sink")
+		sinkList := fs.String("sinks", "stdout,webhook,nats,jetstream", "sinks to measure")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		return benchThroughput(ctx, os.Stdout, *events, *runs, strings.Split(*sinkList, ","))
+	case "resources":
+		bin := fs.String("bin", "", "path to a built exportbridge binary (go build -o ... ./cmd/exportbridge)")
+		exports := fs.Int("exports", 100_000, "exports tracked")
+		interval := fs.Duration("interval", 5*time.Second, "POLL_INTERVAL")
+		window := fs.Duration("window", time.Minute, "steady-state sampling window")
+		restarts := fs.Int("restarts", 3, "restarts timed (start to first poll)")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if *bin == "" {
+			return errors.New("resources: -bin is required (path to a built exportbridge binary)")
+		}
+		return benchResources(ctx, os.Stdout, *bin, *exports, *interval, *window, *restarts)
+	default:
+		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources)", mode)
+	}
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// stats summarises durations (or counts as durations of 1ns each).
+type stats struct{ min, median, p90, p99, max time.Duration }
+
+func summarize(ds []time.Duration) stats {
+	if len(ds) == 0 {
+		return stats{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	q := func(p float64) time.Duration {
+		i := int(p*float64(len(s))+0.999999) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return stats{min: s[0], median: medianDur(s), p90: q(0.90), p99: q(0.99), max: s[len(s)-1]}
+}
+
+func medianDur(s []time.Duration) time.Duration {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func medianInt(s []int) float64 {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return float64(s[n/2])
+	}
+	return float64(s[n/2-1]+s[n/2]) / 2
+}
+
+func medianF(s []float64) float64 {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+var _ = io.Discard

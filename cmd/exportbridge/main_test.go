@@ -1,0 +1,587 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/simapi"
+	"github.com/exportbridge/exportbridge/sinks/webhook"
+)
+
+// binPath is the exportbridge binary built once by TestMain.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "exportbridge-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "exportbridge")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: go build:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// --- subprocess ---------------------------------------------------------------------
+
+// syncBuf is a bytes.Buffer safe for the process's writer and the test's readers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running exportbridge subprocess.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout *syncBuf
+	stderr *syncBuf
+	done   chan struct{}
+	code   int
+}
+
+// envList is the process environment: PATH, HOME and only the given variables.
+func envList(env map[string]string) []string {
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// start runs the binary with args in the background; it is killed at the end of the test.
+func start(t *testing.T, env map[string]string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binPath, args...)
+	p.cmd.Env = envList(env)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start exportbridge %v: %v", args, err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.code = 0
+		if err != nil {
+			p.code = -1
+			if ee, ok := err.(*exec.ExitError); ok {
+				p.code = ee.ExitCode()
+			}
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("exportbridge %v stderr (tail):\n%s", args, tail(p.stderr.String(), 4000))
+		}
+	})
+	return p
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// signal sends sig to the process.
+func (p *proc) signal(sig os.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+}
+
+// wait waits up to timeout for the process to exit and returns its exit code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		p.t.Fatalf("exportbridge did not exit within %s; stderr:\n%s", timeout, tail(p.stderr.String(), 3000))
+		return -1
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// polls counts the completed poll cycles the process logged.
+func (p *proc) polls() int {
+	return strings.Count(p.stderr.String(), `"msg":"poll cycle"`)
+}
+
+// waitPolls waits until the process logged n poll cycles.
+func (p *proc) waitPolls(n int) {
+	p.t.Helper()
+	waitFor(p.t, 60*time.Second, fmt.Sprintf("%d poll cycles", n), func() bool {
+		if p.exited() {
+			p.t.Fatalf("exportbridge exited early (code %d); stderr:\n%s", p.code, tail(p.stderr.String(), 3000))
+		}
+		return p.polls() >= n
+	})
+}
+
+// stdoutEvents decodes the complete JSON lines the stdout sink printed.
+func (p *proc) stdoutEvents() []*event.CloudEvent {
+	p.t.Helper()
+	var out []*event.CloudEvent
+	sc := bufio.NewScanner(strings.NewReader(p.stdout.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		ce, err := event.Decode(line)
+		if err != nil {
+			p.t.Fatalf("stdout line is not a CloudEvent: %v: %q", err, line)
+		}
+		out = append(out, ce)
+	}
+	return out
+}
+
+// run runs the binary to completion (bounded by timeout) and returns its output and exit code.
+func run(t *testing.T, env map[string]string, timeout time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = envList(env)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("exportbridge %v did not finish within %s; stderr:\n%s", args, timeout, tail(e.String(), 3000))
+	}
+	code = 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("exportbridge %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return o.String(), e.String(), code
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// waitFor polls cond every 50 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// --- simulated API and webhook receiver ---------------------------------------------
+
+const simToken = "sim-token-e2e"
+
+// newSim serves a simulated Plugchoice API; it returns the API and its base URL.
+func newSim(t *testing.T, token string) (*simapi.API, string) {
+	t.Helper()
+	sim := simapi.New(simapi.Options{Token: token, Seed: time.Now().UnixNano()})
+	srv := httptest.NewServer(http.StripPrefix("/api/v3", sim))
+	t.Cleanup(srv.Close)
+	return sim, srv.URL + "/api/v3"
+}
+
+// baseEnv is the environment of a bridge against apiURL with state in stateDir: 1s polls,
+// no health or admin server.
+func baseEnv(apiURL, stateDir string) map[string]string {
+	return map[string]string{
+		"EXPORTBRIDGE_API_URL":       apiURL,
+		"EXPORTBRIDGE_API_TOKEN":     simToken,
+		"EXPORTBRIDGE_STATE_DIR":     stateDir,
+		"EXPORTBRIDGE_POLL_INTERVAL": "1s",
+		"EXPORTBRIDGE_LISTEN_ADDR":   "",
+		"EXPORTBRIDGE_ADMIN_ADDR":    "",
+		"EXPORTBRIDGE_LOG_LEVEL":     "info",
+	}
+}
+
+// delivery is one request the receiver accepted (signature verified).
+type delivery struct {
+	id, typ, subject string
+	body             []byte
+}
+
+// hook is a webhook endpoint: an httptest server in front of webhook.NewReceiver that
+// records verified deliveries and can be told to answer another status or be slow.
+type hook struct {
+	URL    string
+	Secret string // whsec_...
+	srv    *httptest.Server
+
+	mu       sync.Mutex
+	got      []delivery
+	status   func(r *http.Request) int // non-zero: answer this instead of accepting
+	delay    func() time.Duration
+	requests int
+	rejected int
+}
+
+func newHook(t *testing.T) *hook {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	h := &hook{Secret: "whsec_" + base64.StdEncoding.EncodeToString(key)}
+	recv := webhook.NewReceiver([][]byte{key}, func(id string, ce *event.CloudEvent, body []byte) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.got = append(h.got, delivery{id: id, typ: ce.Type, subject: ce.Subject, body: append([]byte(nil), body...)})
+	})
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.requests++
+		status, delay := h.status, h.delay
+		h.mu.Unlock()
+		if delay != nil {
+			time.Sleep(delay())
+		}
+		if status != nil {
+			if code := status(r); code != 0 {
+				h.mu.Lock()
+				h.rejected++
+				h.mu.Unlock()
+				if code == http.StatusServiceUnavailable {
+					w.Header().Set("Retry-After", "1")
+				}
+				http.Error(w, http.StatusText(code), code)
+				return
+			}
+		}
+		recv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(h.srv.Close)
+	h.URL = h.srv.URL + "/hooks/exports"
+	return h
+}
+
+func (h *hook) setStatus(fn func(r *http.Request) int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.status = fn
+}
+
+func (h *hook) setDelay(fn func() time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.delay = fn
+}
+
+func (h *hook) deliveries() []delivery {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]delivery(nil), h.got...)
+}
+
+func (h *hook) counts() (requests, rejected int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.requests, h.rejected
+}
+
+// withHook adds h as the single webhook sink to env.
+func withHook(env map[string]string, h *hook) map[string]string {
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
+	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = h.Secret
+	return env
+}
+
+// want is an expected event: export uuid and short type.
+type want struct{ uuid, typ string }
+
+// expectedSince lists the events the transitions after index from should yield, in order.
+func expectedSince(sim *simapi.API, from int) []want {
+	var out []want
+	for _, tr := range sim.Transitions()[from:] {
+		if tr.To == "" {
+			continue
+		}
+		out = append(out, want{tr.UUID, "com.plugchoice.export." + tr.To})
+	}
+	return out
+}
+
+// checkDelivered checks that the deliveries hold every wanted event at least once, in
+// per-export order (by first arrival of each id), nothing else, and that duplicates of an id
+// carry identical bodies. It returns the number of distinct events and of duplicates.
+func checkDelivered(t *testing.T, got []delivery, wants []want) (distinct, dups int) {
+	t.Helper()
+	first := map[string]delivery{}
+	var order []delivery
+	for _, d := range got {
+		if prev, ok := first[d.id]; ok {
+			dups++
+			if !bytes.Equal(prev.body, d.body) {
+				t.Errorf("event %s delivered twice with different bodies:\n%s\n%s", d.id, prev.body, d.body)
+			}
+			continue
+		}
+		first[d.id] = d
+		order = append(order, d)
+	}
+	perGot := map[string][]string{}
+	for _, d := range order {
+		perGot[d.subject] = append(perGot[d.subject], d.typ)
+	}
+	perWant := map[string][]string{}
+	for _, w := range wants {
+		perWant[w.uuid] = append(perWant[w.uuid], w.typ)
+	}
+	for uuid, ws := range perWant {
+		if g := perGot[uuid]; strings.Join(g, " ") != strings.Join(ws, " ") {
+			t.Errorf("export %s: got events %v, want %v (in this order)", uuid, g, ws)
+		}
+	}
+	for uuid, g := range perGot {
+		if _, ok := perWant[uuid]; !ok {
+			t.Errorf("export %s: unexpected events %v", uuid, g)
+		}
+	}
+	return len(order), dups
+}
+
+// distinctIDs counts the distinct event ids delivered.
+func distinctIDs(ds []delivery) int {
+	m := map[string]bool{}
+	for _, d := range ds {
+		m[d.id] = true
+	}
+	return len(m)
+}
+
+// --- simple commands ----------------------------------------------------------------
+
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		wantStderr []string
+	}{
+		{"version", []string{"version"}, 0, []string{"exportbridge ", "commit ", "go1."}, nil},
+		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
+		{"help flag", []string{"--help"}, 0, []string{"Usage: exportbridge", "dlq replay"}, nil},
+		{"help command", []string{"help"}, 0, []string{"Usage: exportbridge"}, nil},
+		{"run --help", []string{"run", "--help"}, 0, nil, []string{"EXPORTBRIDGE_POLL_INTERVAL"}},
+		{"once bad flag", []string{"once", "--bogus"}, 2, nil, []string{"bogus"}},
+		{"dlq without subcommand", []string{"dlq"}, 2, nil, []string{"list, replay or purge"}},
+		{"dlq unknown subcommand", []string{"dlq", "eat"}, 2, nil, []string{`"eat"`}},
+		{"dlq replay without ids", []string{"dlq", "replay"}, 2, nil, []string{"needs event ids or --all"}},
+		{"dlq purge ids and all", []string{"dlq", "purge", "abc", "--all"}, 2, nil, []string{"not both"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"EXPORTBRIDGE_STATE_DIR": t.TempDir()}
+			out, errOut, code := run(t, env, 30*time.Second, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d; stderr: %s", code, tc.wantCode, errOut)
+			}
+			for _, s := range tc.wantStdout {
+				if !strings.Contains(out, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, out)
+				}
+			}
+			for _, s := range tc.wantStderr {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errOut)
+				}
+			}
+		})
+	}
+}
+
+func TestBadSettings(t *testing.T) {
+	const secretToken = "tok-SECRET-e2e-7f3a9"
+	badSecret := "notwhsec-SECRET-b64value-91c2"
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantVars []string // each named on its own line
+		secrets  []string
+	}{
+		{
+			name:     "missing token",
+			args:     []string{"run"},
+			env:      map[string]string{},
+			wantVars: []string{"EXPORTBRIDGE_API_TOKEN"},
+		},
+		{
+			name: "several problems with a token set",
+			args: []string{"run"},
+			env: map[string]string{
+				"EXPORTBRIDGE_API_TOKEN":           secretToken,
+				"EXPORTBRIDGE_POLL_INTERVAL":       "soon",
+				"EXPORTBRIDGE_WEBHOOK_CONCURRENCY": "0",
+				"EXPORTBRIDGE_LOG_LEVEL":           "chatty",
+			},
+			wantVars: []string{"EXPORTBRIDGE_POLL_INTERVAL", "EXPORTBRIDGE_WEBHOOK_CONCURRENCY", "EXPORTBRIDGE_LOG_LEVEL"},
+			secrets:  []string{secretToken},
+		},
+		{
+			name: "bad webhook secret",
+			args: []string{"once"},
+			env: map[string]string{
+				"EXPORTBRIDGE_API_TOKEN":      secretToken,
+				"EXPORTBRIDGE_WEBHOOK_URLS":   "http://127.0.0.1:1/hook",
+				"EXPORTBRIDGE_WEBHOOK_SECRET": badSecret,
+				"EXPORTBRIDGE_API_URL":        "ftp://example.com",
+			},
+			wantVars: []string{"EXPORTBRIDGE_WEBHOOK_SECRET", "EXPORTBRIDGE_API_URL"},
+			secrets:  []string{secretToken, badSecret},
+		},
+		{
+			name: "bad settings for check",
+			args: []string{"check"},
+			env: map[string]string{
+				"EXPORTBRIDGE_API_TOKEN":     secretToken,
+				"EXPORTBRIDGE_POLL_INTERVAL": "10ms",
+				"EXPORTBRIDGE_HTTP_TIMEOUT":  "-",
+			},
+			wantVars: []string{"EXPORTBRIDGE_POLL_INTERVAL", "EXPORTBRIDGE_HTTP_TIMEOUT"},
+			secrets:  []string{secretToken},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env["EXPORTBRIDGE_STATE_DIR"] = t.TempDir()
+			tc.env["EXPORTBRIDGE_LISTEN_ADDR"] = ""
+			tc.env["EXPORTBRIDGE_ADMIN_ADDR"] = ""
+			out, errOut, code := run(t, tc.env, 30*time.Second, tc.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2; stderr:\n%s", code, errOut)
+			}
+			lines := strings.Split(errOut, "\n")
+			for _, v := range tc.wantVars {
+				n := 0
+				for _, l := range lines {
+					if strings.Contains(l, v) {
+						n++
+					}
+				}
+				if n == 0 {
+					t.Errorf("no line names %s:\n%s", v, errOut)
+				}
+			}
+			for _, s := range tc.secrets {
+				if strings.Contains(out+errOut, s) {
+					t.Errorf("output shows the secret %q:\n%s%s", s, out, errOut)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(tc.env["EXPORTBRIDGE_STATE_DIR"], "exportbridge.db")); err == nil {
+				t.Errorf("bad settings created a store")
+			}
+		})
+	}
+}
+
+func TestSecondRunOnSameStateDirFails(t *testing.T) {
+	sim, apiURL := newSim(t, simToken)
+	sim.AddN(3, "ready")
+	dir := t.TempDir()
+	first := start(t, baseEnv(apiURL, dir), "run")
+	first.waitPolls(1)
+
+	second := start(t, baseEnv(apiURL, dir), "run")
+	code := second.wait(30 * time.Second)
+	if code == 0 {
+		t.Fatalf("second run exited 0; stderr:\n%s", second.stderr.String())
+	}
+	if !strings.Contains(second.stderr.String(), dir) {
+		t.Errorf("second run's message does not name %s:\n%s", dir, second.stderr.String())
+	}
+	if first.exited() {
+		t.Errorf("first run exited (code %d)", first.code)
+	}
+	first.signal(syscall.SIGTERM)
+	if code := first.wait(60 * time.Second); code != 0 {
+		t.Errorf("first run: exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// jsonLines decodes JSON log lines, skipping anything else.
+func jsonLines(s string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(s, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
