@@ -55,18 +55,13 @@ type Result struct {
 // Compute compares in.Current with in.Prev. It never modifies in.Prev.
 func Compute(in Input) (Result, error) {
 	var res Result
-	// present is only needed to find removals in a complete listing. It is exact even
-	// when a uuid appears twice in one listing (items shifting between pages).
-	var present map[string]struct{}
-	if in.Complete && len(in.Prev) > 0 {
-		present = make(map[string]struct{}, len(in.Current))
-	}
+	seen := 0 // occurrences in Current of exports Prev has
 	for i := range in.Current {
 		exp := &in.Current[i]
-		if present != nil {
-			present[exp.UUID] = struct{}{}
-		}
 		prev, had := in.Prev[exp.UUID]
+		if had {
+			seen++
+		}
 		if up, dup := res.Upserts[exp.UUID]; dup {
 			// The same export twice in one listing: compare with what we just recorded.
 			if up.Status == exp.Status {
@@ -93,8 +88,16 @@ func Compute(in Input) (Result, error) {
 		}
 		res.Events = append(res.Events, ev)
 	}
-	if present == nil {
+	// Every export of Prev was seen: nothing can be missing, and no set is needed (the
+	// common case, kept free of allocations). A uuid listed twice can make seen reach
+	// len(Prev) while another is missing: its removal then waits for a later complete
+	// listing. A removal is only ever delayed that way, never invented.
+	if !in.Complete || seen == len(in.Prev) {
 		return res, nil
+	}
+	present := make(map[string]struct{}, len(in.Current))
+	for i := range in.Current {
+		present[in.Current[i].UUID] = struct{}{}
 	}
 	var missing []string
 	for uuid := range in.Prev {
