@@ -138,7 +138,7 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 
 	stop := make(chan struct{})
 	kills := killer(t, env, &cur, stop)
-	hold := func() { time.Sleep(4 * time.Second) } // at least 3 poll intervals
+	hold := func() { time.Sleep(5 * time.Second) } // at least 3 poll intervals
 	first, second := uuids[:22], uuids[22:]
 	final := func(i int) string {
 		if i%4 == 3 {
@@ -284,6 +284,15 @@ func TestOnceAndDeadLetters(t *testing.T) {
 	if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 1 {
 		t.Errorf("dlq list after replay and delivery shows rows:\n%s", out)
 	}
+	out, errOut, code = run(t, env, 30*time.Second, "state")
+	if code != 0 {
+		t.Fatalf("state on a store no bridge holds: exit code %d; stderr:\n%s", code, errOut)
+	}
+	for _, s := range []string{"4 tracked", "baseline taken: true", "webhook"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("state output lacks %q:\n%s", s, out)
+		}
+	}
 }
 
 // TestAdminAgainstRunningBridge: with a bridge holding the store, state and dlq go through
@@ -395,11 +404,18 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	h.setStatus(func(*http.Request) int { return http.StatusBadRequest }) // permanent failure
 	dead := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(dead.Close)
-	ns, err := natsembed.Start(natsembed.Options{Token: "the-real-nats-token"})
+	// The long run uses a NATS server that accepts the token (it must still never be
+	// printed); the commands after it use one that refuses it.
+	ns, err := natsembed.Start(natsembed.Options{Token: natsToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nsOther, err := natsembed.Start(natsembed.Options{Token: "the-other-nats-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsOther.Shutdown(); nsOther.WaitForShutdown() })
 
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	env["EXPORTBRIDGE_API_TOKEN"] = apiToken
@@ -444,6 +460,14 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	outputs = append(outputs, p.stdout.String()+p.stderr.String())
 	for _, args := range [][]string{{"check"}, {"send-test"}, {"once", "--timeout", "5s"}} {
 		o, e, _ := run(t, env, 60*time.Second, args...)
+		outputs = append(outputs, o+e)
+	}
+	env["EXPORTBRIDGE_NATS_URL"] = nsOther.ClientURL() // refuses NATS_TOKEN
+	for _, args := range [][]string{{"run"}, {"check"}, {"send-test"}} {
+		o, e, code := run(t, env, 60*time.Second, args...)
+		if code == 0 {
+			t.Errorf("%v with a refused NATS token: exit code 0", args)
+		}
 		outputs = append(outputs, o+e)
 	}
 	all := strings.Join(outputs, "\n")
@@ -526,6 +550,42 @@ func TestCheckAndSendTest(t *testing.T) {
 			}
 			if got := len(tc.h.deliveries()) - before; tc.wantCode == 0 && got != 1 {
 				t.Errorf("receiver verified %d deliveries, want 1", got)
+			}
+		})
+	}
+}
+
+// TestOnceFailures: once exits 1 when the poll fails and when an event is still queued at
+// the end of --timeout (a receiver that keeps answering 503).
+func TestOnceFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		simToken  string
+		hookCode  int
+		wantInErr string
+	}{
+		{"API refuses the token", "another-token", 0, "poll"},
+		{"receiver keeps answering 503", simToken, http.StatusServiceUnavailable, "still queued"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, apiURL := newSim(t, tc.simToken)
+			sim.AddN(2, "ready")
+			h := newHook(t)
+			if tc.hookCode != 0 {
+				h.setStatus(func(*http.Request) int { return tc.hookCode })
+			}
+			env := withHook(baseEnv(apiURL, t.TempDir()), h)
+			env["EXPORTBRIDGE_EMIT_EXISTING"] = "true"
+			_, errOut, code := run(t, env, 90*time.Second, "once", "--timeout", "3s")
+			if code != 1 {
+				t.Errorf("exit code %d, want 1; stderr:\n%s", code, errOut)
+			}
+			if !strings.Contains(errOut, tc.wantInErr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.wantInErr, errOut)
+			}
+			if strings.Contains(errOut, simToken) {
+				t.Errorf("stderr shows the API token")
 			}
 		})
 	}

@@ -436,6 +436,7 @@ func TestCommands(t *testing.T) {
 		{"version", []string{"version"}, 0, []string{"exportbridge ", "commit ", "go1."}, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
 		{"help flag", []string{"--help"}, 0, []string{"Usage: exportbridge", "dlq replay"}, nil},
+		{"-h flag", []string{"-h"}, 0, []string{"Usage: exportbridge", "healthcheck"}, nil},
 		{"help command", []string{"help"}, 0, []string{"Usage: exportbridge"}, nil},
 		{"run --help", []string{"run", "--help"}, 0, nil, []string{"EXPORTBRIDGE_POLL_INTERVAL"}},
 		{"once bad flag", []string{"once", "--bogus"}, 2, nil, []string{"bogus"}},
@@ -530,12 +531,12 @@ func TestBadSettings(t *testing.T) {
 			for _, v := range tc.wantVars {
 				n := 0
 				for _, l := range lines {
-					if strings.Contains(l, v) {
+					if strings.HasPrefix(l, v+": ") && len(l) > len(v)+10 {
 						n++
 					}
 				}
-				if n == 0 {
-					t.Errorf("no line names %s:\n%s", v, errOut)
+				if n != 1 {
+					t.Errorf("%d lines of the form %q, want exactly 1:\n%s", n, v+": <problem>", errOut)
 				}
 			}
 			for _, s := range tc.secrets {
@@ -584,4 +585,26 @@ func jsonLines(s string) []map[string]any {
 		}
 	}
 	return out
+}
+
+func TestHealthcheck(t *testing.T) {
+	sim, apiURL := newSim(t, simToken)
+	sim.AddN(2, "ready")
+	env := baseEnv(apiURL, t.TempDir())
+	env["EXPORTBRIDGE_LISTEN_ADDR"] = freeAddr(t)
+
+	// Nothing listens yet: unhealthy.
+	if _, errOut, code := run(t, env, 30*time.Second, "healthcheck"); code != 1 {
+		t.Errorf("healthcheck with no bridge: exit code %d, want 1; stderr:\n%s", code, errOut)
+	}
+	p := start(t, env, "run")
+	p.waitPolls(1)
+	out, errOut, code := run(t, env, 30*time.Second, "healthcheck")
+	if code != 0 || strings.TrimSpace(out) != "ok" {
+		t.Errorf("healthcheck against a running bridge: exit code %d, stdout %q; stderr:\n%s", code, out, errOut)
+	}
+	env["EXPORTBRIDGE_LISTEN_ADDR"] = ""
+	if _, errOut, code := run(t, env, 30*time.Second, "healthcheck"); code != 2 || !strings.Contains(errOut, "EXPORTBRIDGE_LISTEN_ADDR") {
+		t.Errorf("healthcheck with no LISTEN_ADDR: exit code %d, want 2 naming the variable; stderr:\n%s", code, errOut)
+	}
 }
