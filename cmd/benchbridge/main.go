@@ -8,7 +8,8 @@
 //	benchbridge requests   [-sizes 1000,10000,100000] [-cycles 20] [-full-cycles 3]
 //	benchbridge latency    [-changes 100] [-interval 1s]
 //	benchbridge throughput [-events 10000] [-runs 3] [-sinks stdout,webhook,nats,jetstream]
-//	benchbridge resources  -bin ./exportbridge [-exports 100000] [-interval 5s] [-window 60s]
+//	benchbridge resources  -bin ./exportbridge [-exports 100000] [-interval 5s] [-window 60s] [-restarts 3]
+//	benchbridge budget     [-exports 10000]
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +37,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("missing mode (expected one of: requests, latency, throughput, resources)")
+		return errors.New("missing mode (expected one of: requests, latency, throughput, resources, budget)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -65,8 +67,20 @@ func run(args []string) error {
 		events := fs.Int("events", 10_000, "transitions in the burst")
 		runs := fs.Int("runs", 3, "runs per sink")
 		sinkList := fs.String("sinks", "stdout,webhook,nats,jetstream", "sinks to measure")
+		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		if err := fs.Parse(rest); err != nil {
 			return err
+		}
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
+			if err != nil {
+				return fmt.Errorf("-cpuprofile: %w", err)
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return fmt.Errorf("-cpuprofile: %w", err)
+			}
+			defer pprof.StopCPUProfile()
 		}
 		return benchThroughput(ctx, os.Stdout, *events, *runs, strings.Split(*sinkList, ","))
 	case "resources":
@@ -82,8 +96,14 @@ func run(args []string) error {
 			return errors.New("resources: -bin is required (path to a built exportbridge binary)")
 		}
 		return benchResources(ctx, os.Stdout, *bin, *exports, *interval, *window, *restarts)
+	case "budget":
+		exports := fs.Int("exports", 10_000, "exports listed")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		return benchBudget(ctx, os.Stdout, *exports)
 	default:
-		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources)", mode)
+		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources, budget)", mode)
 	}
 }
 
