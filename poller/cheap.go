@@ -36,17 +36,14 @@ func (p *Poller) cheapListing(ctx context.Context) (current []plugchoice.Export,
 	for i := range inflight.Exports {
 		inFlightNow[inflight.Exports[i].UUID] = struct{}{}
 	}
-	for uuid, e := range p.snap {
-		if e.Status != plugchoice.StatusPending && e.Status != plugchoice.StatusProcessing {
-			continue
-		}
+	for uuid, at := range p.inflight {
 		if _, ok := inFlightNow[uuid]; ok {
 			continue
 		}
-		if e.At == 0 {
+		if at == 0 {
 			return nil, false, nil // no requested_at to search by
 		}
-		unresolved[uuid] = e.At
+		unresolved[uuid] = at
 	}
 
 	head := p.o.Query

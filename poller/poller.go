@@ -60,6 +60,7 @@ type Options struct {
 type Poller struct {
 	o           Options
 	snap        diff.Snapshot
+	inflight    map[string]int64 // uuid -> requested_at (unix ns) of exports in flight in snap
 	initialized bool
 	lastFull    time.Time
 	needFull    bool
@@ -103,21 +104,48 @@ func New(o Options) (*Poller, error) {
 	if snap == nil {
 		snap = diff.Snapshot{}
 	}
+	last, err := o.Store.LastPoll()
+	if err != nil {
+		return nil, fmt.Errorf("load last poll: %w", err)
+	}
 	o.Metrics.SetExports(len(snap))
-	return &Poller{o: o, snap: snap, initialized: initialized}, nil
+	p := &Poller{o: o, snap: snap, inflight: map[string]int64{}, initialized: initialized, lastFull: last.LastFull}
+	for uuid, e := range snap {
+		p.track(uuid, e)
+	}
+	return p, nil
+}
+
+func inFlight(status string) bool {
+	return status == plugchoice.StatusPending || status == plugchoice.StatusProcessing
+}
+
+// track keeps the in-flight index in step with one snapshot entry.
+func (p *Poller) track(uuid string, e diff.Entry) {
+	if inFlight(e.Status) {
+		p.inflight[uuid] = e.At
+	} else {
+		delete(p.inflight, uuid)
+	}
 }
 
 // Tracked returns the number of exports in the snapshot.
 func (p *Poller) Tracked() int { return len(p.snap) }
 
 // Run polls every Interval (plus up to 10% jitter) until ctx is done. The first cycle
-// starts at once.
+// starts at once. The interval is counted from the start of the previous cycle, so a
+// slow cycle does not add to the detection latency; a cycle longer than the interval
+// is followed at once by the next.
 func (p *Poller) Run(ctx context.Context) error {
 	for {
+		started := time.Now()
 		if _, err := p.Cycle(ctx); err != nil && ctx.Err() != nil {
 			return nil
 		}
-		wait := p.o.Interval + time.Duration(rand.Int64N(int64(p.o.Interval)/10+1))
+		wait := p.o.Interval + time.Duration(rand.Int64N(int64(p.o.Interval)/10+1)) - time.Since(started)
+		if wait < 0 {
+			wait = 0
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -228,7 +256,11 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	for _, ev := range events {
 		routed = append(routed, store.Routed{Event: ev, Sinks: p.o.Route(ev)})
 	}
-	info := store.PollInfo{At: observed, OK: true, Full: full, Exports: len(current), Events: len(events)}
+	lastFull := p.lastFull
+	if full {
+		lastFull = now
+	}
+	info := store.PollInfo{At: observed, OK: true, Full: full, Exports: len(current), Events: len(events), LastFull: lastFull}
 	if _, rem, ok := p.o.Client.RateLimit(); ok {
 		info.RateRemaining = rem
 	}
@@ -240,9 +272,15 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	}
 	// Committed: only now does the in-memory snapshot move on.
 	p.snap = diff.Apply(p.snap, res)
+	for uuid, e := range res.Upserts {
+		p.track(uuid, e)
+	}
+	for _, uuid := range res.Removes {
+		delete(p.inflight, uuid)
+	}
 	p.initialized = true
+	p.lastFull = lastFull
 	if full {
-		p.lastFull = now
 		p.needFull = false
 	}
 	if p.failingSent {
@@ -286,7 +324,7 @@ func (p *Poller) failed(ctx context.Context, at time.Time, err error, rep Report
 	}
 	log("poll cycle failed", "error", err, "kind", kind, "consecutive_failures", p.failures,
 		"requests", rep.Requests, "duration_ms", rep.Duration.Milliseconds())
-	perr := p.o.Store.SavePoll(store.PollInfo{At: at, OK: false, Error: err.Error(), Full: rep.Full, Requests: rep.Requests})
+	perr := p.o.Store.SavePoll(store.PollInfo{At: at, OK: false, Error: err.Error(), Full: rep.Full, Requests: rep.Requests, LastFull: p.lastFull})
 	if perr != nil {
 		p.o.Logger.Error("cannot record the failed poll in the store", "error", perr)
 		if p.o.Health != nil {
@@ -303,7 +341,7 @@ func (p *Poller) failed(ctx context.Context, at time.Time, err error, rep Report
 		return
 	}
 	c := store.Cycle{Events: []store.Routed{{Event: ev, Sinks: p.o.Route(ev)}},
-		Poll: store.PollInfo{At: at, OK: false, Error: err.Error(), Events: 1}}
+		Poll: store.PollInfo{At: at, OK: false, Error: err.Error(), Events: 1, LastFull: p.lastFull}}
 	if cerr := p.o.Store.CommitCycle(c); cerr != nil {
 		p.o.Logger.Error("cannot queue bridge.poll_failing", "error", cerr)
 		return

@@ -165,6 +165,17 @@ func TestBaselineThenTransitionsOnce(t *testing.T) {
 	sameMultiset(t, f.queued(), want)
 }
 
+// A restart does not start with a full listing (4,000 requests at 100k exports) when
+// the last one is recent: the store remembers when it was taken.
+func TestRestartKeepsFullSyncSchedule(t *testing.T) {
+	f := newFixture(t, 200, nil) // FULL_SYNC_INTERVAL 1h
+	f.cycle()
+	f.restart()
+	if rep := f.cycle(); rep.Full || rep.Requests > 3 {
+		t.Fatalf("first cycle after a restart: %+v, want a cheap cycle", rep)
+	}
+}
+
 func TestEmitExisting(t *testing.T) {
 	f := newFixture(t, 4, func(o *poller.Options) { o.EmitExisting = true })
 	f.cycle()
@@ -278,10 +289,12 @@ func TestRemoved(t *testing.T) {
 	if len(f.queued()) != 0 {
 		t.Fatalf("removal from a cheap cycle: %v", f.queued())
 	}
-	// Force the next cycle to be a full listing.
-	f.opts.FullSyncInterval = time.Nanosecond
+	// An hour later the next cycle is a full listing.
+	f.opts.Now = func() time.Time { return time.Now().Add(time.Hour) }
 	f.restart()
-	f.cycle()
+	if rep := f.cycle(); !rep.Full {
+		t.Fatalf("no full listing after FULL_SYNC_INTERVAL: %+v", rep)
+	}
 	if q := f.queued(); len(q) != 1 || q[0] != all[0].UUID+":export.removed" {
 		t.Fatalf("queued = %v, want one export.removed", q)
 	}
