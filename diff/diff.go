@@ -99,20 +99,48 @@ func Compute(in Input) (Result, error) {
 	for i := range in.Current {
 		present[in.Current[i].UUID] = struct{}{}
 	}
+	rm, err := Removals(RemovalInput{Prev: in.Prev, Present: present, EmitRemoved: in.EmitRemoved && !in.Baseline,
+		Source: in.Source, ObservedAt: in.ObservedAt})
+	if err != nil {
+		return Result{}, err
+	}
+	res.Removes, res.Missing, res.ValveTripped = rm.Removes, rm.Missing, rm.ValveTripped
+	res.Events = append(res.Events, rm.Events...)
+	return res, nil
+}
+
+// RemovalInput is a complete listing reduced to the uuids it held.
+type RemovalInput struct {
+	Prev        Snapshot
+	Present     map[string]struct{}
+	EmitRemoved bool
+	Source      string
+	ObservedAt  time.Time
+}
+
+// Removals finds the exports of Prev that a COMPLETE listing no longer holds. Only a
+// complete listing may be given. When more than half of a snapshot of at least
+// ValveMinSnapshot exports is missing, the safety valve trips: nothing is removed.
+// The result's Removes are sorted; Events are export.removed when EmitRemoved is set.
+func Removals(in RemovalInput) (Result, error) {
+	var res Result
 	var missing []string
 	for uuid := range in.Prev {
-		if _, ok := present[uuid]; !ok {
+		if _, ok := in.Present[uuid]; !ok {
 			missing = append(missing, uuid)
 		}
 	}
 	res.Missing = len(missing)
+	if len(missing) == 0 {
+		return res, nil
+	}
 	if len(in.Prev) >= ValveMinSnapshot && 2*len(missing) > len(in.Prev) {
 		res.ValveTripped = true
 		return res, nil
 	}
 	slices.Sort(missing)
 	res.Removes = missing
-	if !in.EmitRemoved || in.Baseline {
+	if !in.EmitRemoved {
 		return res, nil
 	}
 	for _, uuid := range missing {

@@ -271,21 +271,10 @@ type Listing struct {
 // Complete false, and the error ("list exports page 3: ...").
 func (c *Client) List(ctx context.Context, q Query) (*Listing, error) {
 	l := &Listing{}
-	if err := q.Validate(); err != nil {
-		return l, &inputError{fmt.Errorf("list exports: %w", err)}
-	}
 	seen := make(map[string]int)
-	for page := 1; ; page++ {
-		if page > c.maxPages {
-			return l, fmt.Errorf("list exports: still a next page after %d pages, stopping (does the API ignore the page parameter?)", c.maxPages)
-		}
-		p, err := c.fetch(ctx, q, page)
-		if err != nil {
-			return l, fmt.Errorf("list exports page %d: %w", page, err)
-		}
-		l.Pages++
-		for i := range p.Data {
-			e := &p.Data[i]
+	pages, err := c.Each(ctx, q, func(_ int, exports []Export) error {
+		for i := range exports {
+			e := &exports[i]
 			if j, ok := seen[e.UUID]; ok {
 				l.Exports[j] = *e
 				continue
@@ -293,9 +282,36 @@ func (c *Client) List(ctx context.Context, q Query) (*Listing, error) {
 			seen[e.UUID] = len(l.Exports)
 			l.Exports = append(l.Exports, *e)
 		}
+		return nil
+	})
+	l.Pages = pages
+	l.Complete = err == nil
+	return l, err
+}
+
+// Each pages through q like List, calling fn with each page's exports as it arrives
+// instead of keeping them: a full listing of 100,000 exports then never holds more than
+// one page. fn must not keep the slice (or the exports' Raw bytes) after it returns. An
+// error from fn stops the listing and is returned as is. It returns the number of pages
+// read; err is nil only when the listing completed (links.next was null).
+func (c *Client) Each(ctx context.Context, q Query, fn func(page int, exports []Export) error) (pages int, err error) {
+	if err := q.Validate(); err != nil {
+		return 0, &inputError{fmt.Errorf("list exports: %w", err)}
+	}
+	for page := 1; ; page++ {
+		if page > c.maxPages {
+			return pages, fmt.Errorf("list exports: still a next page after %d pages, stopping (does the API ignore the page parameter?)", c.maxPages)
+		}
+		p, err := c.fetch(ctx, q, page)
+		if err != nil {
+			return pages, fmt.Errorf("list exports page %d: %w", page, err)
+		}
+		pages++
+		if err := fn(page, p.Data); err != nil {
+			return pages, err
+		}
 		if p.Links.Next == nil {
-			l.Complete = true
-			return l, nil
+			return pages, nil
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 // Lister is the part of the API client the poller uses.
 type Lister interface {
 	List(ctx context.Context, q plugchoice.Query) (*plugchoice.Listing, error)
+	Each(ctx context.Context, q plugchoice.Query, fn func(page int, exports []plugchoice.Export) error) (int, error)
 	ListPage(ctx context.Context, q plugchoice.Query, page int) (*plugchoice.Page, error)
 	Requests() int64
 	RateLimit() (limit, remaining int, ok bool)
@@ -63,7 +64,6 @@ type Poller struct {
 	inflight    map[string]int64 // uuid -> requested_at (unix ns) of exports in flight in snap
 	initialized bool
 	lastFull    time.Time
-	needFull    bool
 
 	failures     int
 	failingSince time.Time
@@ -199,11 +199,11 @@ func (p *Poller) Cycle(ctx context.Context) (Report, error) {
 }
 
 func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
-	full := !p.initialized || p.needFull || now.Sub(p.lastFull) >= p.o.FullSyncInterval
+	full := !p.initialized || now.Sub(p.lastFull) >= p.o.FullSyncInterval
 	var (
-		current  []plugchoice.Export
-		complete bool
-		rep      Report
+		res diff.Result
+		rep Report
+		err error
 	)
 	if !full {
 		cur, ok, err := p.cheapListing(ctx)
@@ -211,35 +211,23 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 			return rep, err
 		}
 		if ok {
-			current = cur
+			rep.Exports = len(cur)
+			res, err = diff.Compute(diff.Input{Prev: p.snap, Current: cur, Source: p.o.Source, ObservedAt: p.o.Now()})
+			if err != nil {
+				return rep, fmt.Errorf("diff: %w", err)
+			}
 		} else {
 			full = true
 		}
 	}
 	if full {
-		l, err := p.o.Client.List(ctx, p.o.Query)
-		if err != nil {
-			return rep, fmt.Errorf("full listing: %w", err)
+		if res, rep.Exports, err = p.fullListing(ctx); err != nil {
+			return rep, err
 		}
-		if !l.Complete {
-			return rep, errors.New("full listing: incomplete")
-		}
-		current, complete = l.Exports, true
+		rep.Complete = true
 	}
-	rep.Full, rep.Complete, rep.Exports = full, complete, len(current)
+	rep.Full = full
 	observed := p.o.Now()
-	res, err := diff.Compute(diff.Input{
-		Prev:        p.snap,
-		Current:     current,
-		Complete:    complete,
-		Baseline:    !p.initialized && !p.o.EmitExisting,
-		EmitRemoved: p.o.EmitRemoved,
-		Source:      p.o.Source,
-		ObservedAt:  observed,
-	})
-	if err != nil {
-		return rep, fmt.Errorf("diff: %w", err)
-	}
 	if res.ValveTripped {
 		p.o.Logger.Warn("complete listing lacks more than half of the snapshot; no removal this cycle (safety valve)",
 			"missing", res.Missing, "tracked", len(p.snap))
@@ -260,7 +248,7 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	if full {
 		lastFull = now
 	}
-	info := store.PollInfo{At: observed, OK: true, Full: full, Exports: len(current), Events: len(events), LastFull: lastFull}
+	info := store.PollInfo{At: observed, OK: true, Full: full, Exports: rep.Exports, Events: len(events), LastFull: lastFull}
 	if _, rem, ok := p.o.Client.RateLimit(); ok {
 		info.RateRemaining = rem
 	}
@@ -280,9 +268,6 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	}
 	p.initialized = true
 	p.lastFull = lastFull
-	if full {
-		p.needFull = false
-	}
 	if p.failingSent {
 		p.o.Logger.Info("Plugchoice API polling recovered", "after_failures", p.failures)
 	}
@@ -300,6 +285,60 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 		p.o.Notify()
 	}
 	return rep, nil
+}
+
+// fullListing lists every export page by page and diffs each page as it arrives, so
+// that a listing of 100,000 exports never holds more than one page in memory; then,
+// the listing being complete, it finds the removals. It returns the merged result and
+// the number of distinct exports listed. A failed listing returns an error and nothing
+// else: no partial result is ever committed.
+func (p *Poller) fullListing(ctx context.Context) (diff.Result, int, error) {
+	baseline := !p.initialized && !p.o.EmitExisting
+	present := make(map[string]struct{}, len(p.snap)+64)
+	var (
+		res   diff.Result
+		fresh []plugchoice.Export
+	)
+	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
+		fresh = fresh[:0]
+		for i := range exports {
+			// Items shift between pages while exports are created: an export read
+			// twice is diffed once; a change between the two reads is seen next cycle.
+			if _, dup := present[exports[i].UUID]; dup {
+				continue
+			}
+			present[exports[i].UUID] = struct{}{}
+			fresh = append(fresh, exports[i])
+		}
+		r, err := diff.Compute(diff.Input{Prev: p.snap, Current: fresh, Baseline: baseline, Source: p.o.Source, ObservedAt: p.o.Now()})
+		if err != nil {
+			return fmt.Errorf("diff: %w", err)
+		}
+		merge(&res, r)
+		return nil
+	})
+	if err != nil {
+		return diff.Result{}, 0, fmt.Errorf("full listing: %w", err)
+	}
+	rm, err := diff.Removals(diff.RemovalInput{Prev: p.snap, Present: present, EmitRemoved: p.o.EmitRemoved && !baseline,
+		Source: p.o.Source, ObservedAt: p.o.Now()})
+	if err != nil {
+		return diff.Result{}, 0, fmt.Errorf("diff: %w", err)
+	}
+	merge(&res, rm)
+	res.Missing, res.ValveTripped = rm.Missing, rm.ValveTripped
+	return res, len(present), nil
+}
+
+func merge(dst *diff.Result, r diff.Result) {
+	if len(r.Upserts) > 0 && dst.Upserts == nil {
+		dst.Upserts = make(map[string]diff.Entry, len(r.Upserts))
+	}
+	for k, v := range r.Upserts {
+		dst.Upserts[k] = v
+	}
+	dst.Events = append(dst.Events, r.Events...)
+	dst.Removes = append(dst.Removes, r.Removes...)
 }
 
 // failed records a failed cycle and, past the threshold, queues bridge.poll_failing once.
