@@ -48,8 +48,14 @@ func loadConfig(command string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// newLogger is the redacting logger; it logs the settings' warnings (unknown
+// EXPORTBRIDGE_* variables, settings of a sink that is not enabled) once.
 func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
-	return logging.New(stderr, cfg.LogFormat, cfg.LogLevel, cfg.Secrets())
+	l := logging.New(stderr, cfg.LogFormat, cfg.LogLevel, cfg.Secrets())
+	for _, w := range cfg.Warnings {
+		l.Warn("settings: " + w)
+	}
+	return l
 }
 
 func userAgent() string { return "exportbridge/" + version }

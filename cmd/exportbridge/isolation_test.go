@@ -1,0 +1,97 @@
+package main
+
+import (
+		"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDeadEndpointDelaysNoOtherSink: one webhook endpoint hangs on every request; the
+// other webhook endpoint and the stdout sink still get every event, while the hanging
+// one has delivered nothing. Afterwards /metrics reports the cycle and the failures.
+func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
+	sim, apiURL := newSim(t, simToken)
+	uuids := sim.AddN(8, "processing")
+	dead, good := newHook(t), newHook(t)
+	release := make(chan struct{})
+	dead.setDelay(func() time.Duration {
+		select {
+		case <-release:
+		case <-time.After(time.Minute):
+		}
+		return 0
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	env := baseEnv(apiURL, t.TempDir())
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = dead.URL + "," + good.URL
+	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = dead.Secret + "," + good.Secret
+	env["EXPORTBRIDGE_WEBHOOK_TIMEOUT"] = "2s"
+	env["EXPORTBRIDGE_STDOUT"] = "true"
+	env["EXPORTBRIDGE_LISTEN_ADDR"] = freeAddr(t)
+	p := start(t, env, "run")
+	p.waitPolls(1)
+	baseline := len(sim.Transitions())
+	for _, u := range uuids {
+		sim.SetStatus(u, "ready")
+	}
+	wants := expectedSince(sim, baseline)
+	waitFor(t, 60*time.Second, "every event at the healthy endpoint and on stdout", func() bool {
+		return distinctIDs(good.deliveries()) >= len(wants) && len(p.stdoutEvents()) >= len(wants)
+	})
+	checkDelivered(t, good.deliveries(), wants)
+	if n := len(dead.deliveries()); n != 0 {
+		t.Fatalf("the hanging endpoint delivered %d events", n)
+	}
+
+	// The hanging endpoint's first attempt times out after WEBHOOK_TIMEOUT: a retry.
+	var metrics string
+	waitFor(t, 30*time.Second, "a failed delivery in /metrics", func() bool {
+		resp, err := http.Get("http://" + env["EXPORTBRIDGE_LISTEN_ADDR"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(body)
+		return strings.Contains(metrics, `exportbridge_deliveries_total{outcome="retry",sink="webhook-1"}`)
+	})
+	for _, m := range []string{
+		`exportbridge_polls_total{outcome="ok"}`,
+		`exportbridge_api_requests_total{code="2xx"}`,
+		`exportbridge_exports_tracked 8`,
+		`exportbridge_events_detected_total{type="export.ready"} 8`,
+		`exportbridge_deliveries_total{outcome="delivered",sink="webhook-2"} 8`,
+		`exportbridge_deliveries_total{outcome="retry",sink="webhook-1"}`,
+		`exportbridge_delivery_latency_seconds_count{sink="stdout"} 8`,
+		`exportbridge_outbox_depth{sink="webhook-1"}`,
+		`exportbridge_dead_letter_depth{sink="webhook-2"} 0`,
+		`exportbridge_last_successful_poll_timestamp_seconds`,
+		`go_goroutines`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", grepLines(metrics, "exportbridge_"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
