@@ -35,8 +35,6 @@ const (
 	// rescanEvery is how often the outbox is re-read without a Notify (replays by another
 	// component, missed notifications) and the depth gauges refreshed.
 	rescanEvery = time.Second
-	// maxBatch bounds one settle transaction.
-	maxBatch = 4096
 	// maxErrorLen bounds the LastError kept per record.
 	maxErrorLen = 1000
 	// settleRetry is the pause after a failed settle transaction.
@@ -190,11 +188,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		flushCh:    make(chan store.Settlement, 1),
 		flushDone:  make(chan flushResult, 1),
 	}
-	_, dead, err := d.st.Depths(d.name)
+	ob, dead, err := d.st.Depths(d.name)
 	if err != nil {
 		return fmt.Errorf("dispatcher %s: %w", d.name, err)
 	}
-	r.dead = dead
+	r.storeDepth, r.dead = ob, dead
 	if err := r.refill(); err != nil {
 		return fmt.Errorf("dispatcher %s: %w", d.name, err)
 	}
@@ -241,7 +239,6 @@ type keyQueue struct {
 	key      string
 	recs     []store.Record
 	inflight bool
-	idx      int // index in the ready heap, -1 when not in it
 }
 
 // readyHeap orders the idle keys by the next attempt time of their head record, then by
@@ -256,21 +253,13 @@ func (h readyHeap) Less(i, j int) bool {
 	}
 	return a.Seq < b.Seq
 }
-func (h readyHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *readyHeap) Push(x any) {
-	k := x.(*keyQueue)
-	k.idx = len(*h)
-	*h = append(*h, k)
-}
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)   { *h = append(*h, x.(*keyQueue)) }
 func (h *readyHeap) Pop() any {
 	old := *h
 	k := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	k.idx = -1
 	return k
 }
 
@@ -325,7 +314,7 @@ func (r *run) refill() error {
 		key := rec.Event.OrderKey()
 		k := r.keys[key]
 		if k == nil {
-			k = &keyQueue{key: key, idx: -1}
+			k = &keyQueue{key: key}
 			r.keys[key] = k
 		}
 		k.recs = append(k.recs, rec)
@@ -463,7 +452,7 @@ func (r *run) pop(k *keyQueue) {
 // sink's Retry-After (capped) when it gave one, else the exponential backoff for the
 // attempt count, never past the end of the retry budget.
 func (d *Dispatcher) delay(rec *store.Record, err error, now time.Time) time.Duration {
-	if ra, ok := RetryAfterOf(err); ok && false {
+	if ra, ok := RetryAfterOf(err); ok {
 		return min(ra, d.o.MaxRetryAfter)
 	}
 	wait := d.Backoff(rec.Attempts)
@@ -516,22 +505,11 @@ func (r *run) flusher() {
 
 func pendLen(s *store.Settlement) int { return len(s.Acks) + len(s.Attempts) + len(s.Dead) }
 
-// take removes up to maxBatch items from pend, keeping their order.
+// take hands over every pending outcome (at most about a window of records: one
+// transaction of a few thousand small writes).
 func (r *run) take() store.Settlement {
-	if pendLen(&r.pend) <= maxBatch {
-		b := r.pend
-		r.pend = store.Settlement{}
-		return b
-	}
-	var b store.Settlement
-	n := min(len(r.pend.Acks), maxBatch)
-	b.Acks, r.pend.Acks = r.pend.Acks[:n:n], r.pend.Acks[n:]
-	n = min(len(r.pend.Attempts), maxBatch-len(b.Acks))
-	b.Attempts, r.pend.Attempts = r.pend.Attempts[:n:n], r.pend.Attempts[n:]
-	// Dead letters go whole: a dead record must leave with or after its saved attempts.
-	if len(r.pend.Attempts) == 0 {
-		b.Dead, r.pend.Dead = r.pend.Dead, nil
-	}
+	b := r.pend
+	r.pend = store.Settlement{}
 	return b
 }
 

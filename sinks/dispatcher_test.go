@@ -226,7 +226,7 @@ func pendingRec(t *testing.T, st *store.Store, id string) store.Record {
 
 func waitIdle(t *testing.T, d *sinks.Dispatcher) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
@@ -419,8 +419,12 @@ func TestDeadLetters(t *testing.T) {
 			wantAttempts: func(n int) bool { return n == 1 }, wantStatus: 410, wantError: "410 Gone",
 		},
 		{
+			name: "long error kept short", err: sinks.Permanent(errors.New("x" + strings.Repeat("é", 3000))),
+			wantAttempts: func(n int) bool { return n == 1 }, wantError: "x" + strings.Repeat("é", 499) + "…",
+		},
+		{
 			name: "retry budget spent", err: retryable(503),
-			opts:         sinks.DispatcherOptions{MaxElapsed: 30 * time.Millisecond, InitialInterval: 5 * time.Millisecond},
+			opts:         sinks.DispatcherOptions{MaxElapsed: 300 * time.Millisecond, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
 			wantAttempts: func(n int) bool { return n >= 2 }, wantStatus: 503, wantError: "HTTP 503 from fake",
 		},
 	}
@@ -755,14 +759,15 @@ func TestRunErrors(t *testing.T) {
 		}
 	})
 	t.Run("already running", func(t *testing.T) {
-		d := sinks.NewDispatcher(newStore(t), sinks.DispatcherOptions{Sink: newFake(nil)})
+		st := newStore(t)
+		enqueue(t, st, evt("A1", "A"))
+		fake := newFake(nil)
+		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake})
 		stop := start(t, d)
-		var err error
-		waitFor(t, "second Run refused", func() bool {
-			err = d.Run(context.Background())
-			return err != nil
-		})
-		if !strings.Contains(err.Error(), "dispatcher fake is already running") {
+		waitFor(t, "first Run delivering", func() bool { return fake.isDelivered("A1") })
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // were it not refused, this Run would stop at once and return nil
+		if err := d.Run(ctx); err == nil || !strings.Contains(err.Error(), "dispatcher fake is already running") {
 			t.Errorf("second Run = %v", err)
 		}
 		if err := stop(); err != nil {
@@ -795,9 +800,77 @@ func TestRunErrors(t *testing.T) {
 		}
 		close(release)
 		waitFor(t, "settle error logged", func() bool { return logs.find("cannot record delivery outcomes") != nil })
+		d.Notify()
+		waitFor(t, "read error logged", func() bool { return logs.find("cannot read its outbox") != nil })
 		err := stop()
 		if !errors.Is(err, bolt.ErrDatabaseNotOpen) || !strings.Contains(err.Error(), "re-delivered") {
 			t.Errorf("Run = %v, want the failed final settle", err)
 		}
 	})
+}
+
+func TestSinkPanicIsRetried(t *testing.T) {
+	st := newStore(t)
+	enqueue(t, st, evt("A1", "A"))
+	fake := newFake(func(_ context.Context, _ event.Event, call int) error {
+		if call == 1 {
+			panic("boom")
+		}
+		return nil
+	})
+	log, logs := newLogger()
+	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, InitialInterval: time.Millisecond, Logger: log})
+	stop := start(t, d)
+	waitIdle(t, d)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fake.callsOf("A1"); n != 2 || !fake.isDelivered("A1") {
+		t.Errorf("A1 called %d times, delivered %v; want 2, true", n, fake.isDelivered("A1"))
+	}
+	if l := logs.find("will retry"); l == nil || !strings.Contains(fmt.Sprint(l["error"]), "sink fake panicked delivering event A1: boom") {
+		t.Errorf("retry log = %v, want the panic as error", l)
+	}
+}
+
+// TestLargeBacklog drains more records than a dispatcher holds in memory at once.
+func TestLargeBacklog(t *testing.T) {
+	st := newStore(t)
+	const n, keys = 12_000, 300
+	evs := make([]event.Event, n)
+	for i := range evs {
+		evs[i] = evt(fmt.Sprint(i), fmt.Sprint(i%keys))
+	}
+	enqueue(t, st, evs...)
+	var mu sync.Mutex
+	last := map[string]int{}
+	outOfOrder := 0
+	fake := newFake(func(_ context.Context, e event.Event, _ int) error {
+		var i int
+		fmt.Sscan(e.ID, &i)
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := last[e.Subject]; ok && prev >= i {
+			outOfOrder++
+		}
+		last[e.Subject] = i
+		return nil
+	})
+	m := metrics.New(nil)
+	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Concurrency: 4, Metrics: m})
+	stop := start(t, d)
+	waitIdle(t, d)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, delivered, _, _, maxPerKey := fake.get()
+	if len(delivered) != n || outOfOrder != 0 || maxPerKey != 1 {
+		t.Errorf("delivered %d (want %d), out of order %d, max per export %d", len(delivered), n, outOfOrder, maxPerKey)
+	}
+	if q := d.Queued(); q != 0 {
+		t.Errorf("Queued() = %d after drain", q)
+	}
+	if v := testutil.ToFloat64(m.Deliveries.WithLabelValues(sinkName, "delivered")); v != n {
+		t.Errorf("delivered metric = %v, want %d", v, n)
+	}
 }
