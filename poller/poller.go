@@ -199,34 +199,42 @@ func (p *Poller) Cycle(ctx context.Context) (Report, error) {
 }
 
 func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
-	full := !p.initialized || now.Sub(p.lastFull) >= p.o.FullSyncInterval
-	var (
-		res diff.Result
-		rep Report
-		err error
-	)
-	if !full {
+	var rep Report
+	if p.initialized && now.Sub(p.lastFull) < p.o.FullSyncInterval {
 		cur, ok, err := p.cheapListing(ctx)
 		if err != nil {
 			return rep, err
 		}
 		if ok {
 			rep.Exports = len(cur)
-			res, err = diff.Compute(diff.Input{Prev: p.snap, Current: cur, Source: p.o.Source, ObservedAt: p.o.Now()})
-			if err != nil {
-				return rep, fmt.Errorf("diff: %w", err)
-			}
-		} else {
-			full = true
+			return rep, p.observe(cur, &rep, true)
 		}
 	}
-	if full {
-		if res, rep.Exports, err = p.fullListing(ctx); err != nil {
-			return rep, err
-		}
-		rep.Complete = true
+	rep.Full = true
+	if !p.initialized {
+		return rep, p.firstListing(ctx, &rep, now)
 	}
-	rep.Full = full
+	return rep, p.fullListing(ctx, &rep, now)
+}
+
+// observe diffs a partial observation against the snapshot and commits it. With
+// always false, an observation that changes nothing commits nothing (the pages of a
+// full listing: no fsync per unchanged page).
+func (p *Poller) observe(exports []plugchoice.Export, rep *Report, always bool) error {
+	res, err := diff.Compute(diff.Input{Prev: p.snap, Current: exports, Source: p.o.Source, ObservedAt: p.o.Now()})
+	if err != nil {
+		return fmt.Errorf("diff: %w", err)
+	}
+	if !always && len(res.Upserts) == 0 && len(res.Events) == 0 && !p.failingSent {
+		return nil
+	}
+	return p.commit(res, rep, time.Time{})
+}
+
+// commit writes res (snapshot changes and events) in one store transaction and only
+// then moves the in-memory snapshot on. fullAt is the start of a complete full listing
+// that res completes, zero otherwise.
+func (p *Poller) commit(res diff.Result, rep *Report, fullAt time.Time) error {
 	observed := p.o.Now()
 	if res.ValveTripped {
 		p.o.Logger.Warn("complete listing lacks more than half of the snapshot; no removal this cycle (safety valve)",
@@ -236,7 +244,7 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	if p.failingSent {
 		ev, err := p.bridgeEvent(event.TypePollRecovered, nil, observed)
 		if err != nil {
-			return rep, err
+			return err
 		}
 		events = append(events, ev)
 	}
@@ -245,10 +253,10 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 		routed = append(routed, store.Routed{Event: ev, Sinks: p.o.Route(ev)})
 	}
 	lastFull := p.lastFull
-	if full {
-		lastFull = now
+	if !fullAt.IsZero() {
+		lastFull = fullAt
 	}
-	info := store.PollInfo{At: observed, OK: true, Full: full, Exports: rep.Exports, Events: len(events), LastFull: lastFull}
+	info := store.PollInfo{At: observed, OK: true, Full: rep.Full, Exports: rep.Exports, Events: rep.Events + len(events), LastFull: lastFull}
 	if _, rem, ok := p.o.Client.RateLimit(); ok {
 		info.RateRemaining = rem
 	}
@@ -256,7 +264,7 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 		if p.o.Health != nil {
 			p.o.Health.StoreError(err)
 		}
-		return rep, fmt.Errorf("commit cycle: %w", err)
+		return fmt.Errorf("commit cycle: %w", err)
 	}
 	// Committed: only now does the in-memory snapshot move on.
 	p.snap = diff.Apply(p.snap, res)
@@ -273,7 +281,8 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	}
 	p.failures, p.failingSent = 0, false
 	p.failingSince = time.Time{}
-	rep.Events, rep.Removed = len(events), len(res.Removes)
+	rep.Events += len(events)
+	rep.Removed += len(res.Removes)
 	p.o.Metrics.SetExports(len(p.snap))
 	for _, ev := range events {
 		p.o.Metrics.Event(ev.Type)
@@ -284,32 +293,19 @@ func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
 	if len(events) > 0 {
 		p.o.Notify()
 	}
-	return rep, nil
+	return nil
 }
 
-// fullListing lists every export page by page and diffs each page as it arrives, so
-// that a listing of 100,000 exports never holds more than one page in memory; then,
-// the listing being complete, it finds the removals. It returns the merged result and
-// the number of distinct exports listed. A failed listing returns an error and nothing
-// else: no partial result is ever committed.
-func (p *Poller) fullListing(ctx context.Context) (diff.Result, int, error) {
-	baseline := !p.initialized && !p.o.EmitExisting
-	present := make(map[string]struct{}, len(p.snap)+64)
-	var (
-		res   diff.Result
-		fresh []plugchoice.Export
-	)
+// firstListing takes the first complete listing of an empty store, page by page, and
+// commits it at once at the end: the baseline (no events unless EMIT_EXISTING). A
+// listing that fails leaves the store empty, so the next start tries again from scratch.
+func (p *Poller) firstListing(ctx context.Context, rep *Report, start time.Time) error {
+	baseline := !p.o.EmitExisting
+	present := make(map[string]struct{}, 1024)
+	var res diff.Result
 	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
-		fresh = fresh[:0]
-		for i := range exports {
-			// Items shift between pages while exports are created: an export read
-			// twice is diffed once; a change between the two reads is seen next cycle.
-			if _, dup := present[exports[i].UUID]; dup {
-				continue
-			}
-			present[exports[i].UUID] = struct{}{}
-			fresh = append(fresh, exports[i])
-		}
+		fresh := unseen(present, exports)
+		rep.Exports += len(fresh)
 		r, err := diff.Compute(diff.Input{Prev: p.snap, Current: fresh, Baseline: baseline, Source: p.o.Source, ObservedAt: p.o.Now()})
 		if err != nil {
 			return fmt.Errorf("diff: %w", err)
@@ -318,16 +314,67 @@ func (p *Poller) fullListing(ctx context.Context) (diff.Result, int, error) {
 		return nil
 	})
 	if err != nil {
-		return diff.Result{}, 0, fmt.Errorf("full listing: %w", err)
+		return fmt.Errorf("full listing: %w", err)
 	}
-	rm, err := diff.Removals(diff.RemovalInput{Prev: p.snap, Present: present, EmitRemoved: p.o.EmitRemoved && !baseline,
+	return p.commit(res, rep, start)
+}
+
+// fullListing lists every export page by page, diffing and committing each page as it
+// arrives (one page in memory, whatever the size of the account). A listing of 100,000
+// exports takes 4,000 requests, minutes at the API budget: so that changes are not
+// seen late meanwhile, a cheap cycle runs between two pages whenever POLL_INTERVAL has
+// passed. Once the listing is complete, exports of the snapshot that neither it nor
+// those cheap cycles observed are removed (safety valve permitting). A failed listing
+// keeps what its pages committed (they are true observations) and removes nothing.
+func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) error {
+	present := make(map[string]struct{}, len(p.snap)+64)
+	lastCheap := p.o.Now()
+	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
+		fresh := unseen(present, exports)
+		rep.Exports += len(fresh)
+		if err := p.observe(fresh, rep, false); err != nil {
+			return err
+		}
+		if p.o.Now().Sub(lastCheap) < p.o.Interval {
+			return nil
+		}
+		lastCheap = p.o.Now()
+		cur, ok, err := p.cheapListing(ctx)
+		if err != nil {
+			return err
+		}
+		for i := range cur {
+			present[cur[i].UUID] = struct{}{}
+		}
+		if !ok {
+			return nil // what it could not resolve, the listing in progress will
+		}
+		return p.observe(cur, rep, false)
+	})
+	if err != nil {
+		return fmt.Errorf("full listing: %w", err)
+	}
+	rm, err := diff.Removals(diff.RemovalInput{Prev: p.snap, Present: present, EmitRemoved: p.o.EmitRemoved,
 		Source: p.o.Source, ObservedAt: p.o.Now()})
 	if err != nil {
-		return diff.Result{}, 0, fmt.Errorf("diff: %w", err)
+		return fmt.Errorf("diff: %w", err)
 	}
-	merge(&res, rm)
-	res.Missing, res.ValveTripped = rm.Missing, rm.ValveTripped
-	return res, len(present), nil
+	return p.commit(rm, rep, start)
+}
+
+// unseen returns the exports of a page not yet in present, and adds them. Items shift
+// between pages while exports are created: an export read twice is diffed once (a
+// change between the two reads is seen by the next cycle).
+func unseen(present map[string]struct{}, exports []plugchoice.Export) []plugchoice.Export {
+	fresh := exports[:0:0]
+	for i := range exports {
+		if _, dup := present[exports[i].UUID]; dup {
+			continue
+		}
+		present[exports[i].UUID] = struct{}{}
+		fresh = append(fresh, exports[i])
+	}
+	return fresh
 }
 
 func merge(dst *diff.Result, r diff.Result) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,4 +416,40 @@ func TestStoreFailureDoesNotAdvanceSnapshot(t *testing.T) {
 	f.restart()
 	f.cycle()
 	sameMultiset(t, f.queued(), f.expected(skip))
+}
+
+// TestFullListingInterleavesCheapCycles: a long full listing runs cheap cycles between
+// its pages; exports created or finished meanwhile are announced once, and none of the
+// exports those cheap cycles added is taken for removed.
+func TestFullListingInterleavesCheapCycles(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { // every reading is 300ms later: POLL_INTERVAL passes every few pages
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(300 * time.Millisecond)
+		return clock
+	}
+	f := newFixture(t, 300, func(o *poller.Options) { o.Now = now; o.EmitRemoved = true; o.FullSyncInterval = 2 * time.Second })
+	inflight := f.sim.AddN(5, plugchoice.StatusProcessing)
+	f.cycle() // baseline
+	skip := len(f.sim.Transitions())
+	var pages atomic.Int32
+	f.sim.SetOnRequest(func(r *http.Request) {
+		if !strings.Contains(r.URL.RawQuery, "filter") && pages.Add(1) == 5 {
+			f.sim.SetStatus(inflight[0], plugchoice.StatusReady)
+			f.sim.AddN(2, plugchoice.StatusPending)
+		}
+	})
+	rep := f.cycle()
+	if !rep.Full || rep.Requests <= 13 {
+		t.Fatalf("want a full listing (13 pages) with cheap cycles in between: %+v", rep)
+	}
+	f.sim.SetOnRequest(nil)
+	f.cycle()
+	f.cycle()
+	sameMultiset(t, f.queued(), f.expected(skip))
+	if f.p.Tracked() != 307 {
+		t.Fatalf("tracked %d, want 307", f.p.Tracked())
+	}
 }
