@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,7 @@ func openAdmin(cfg *config.Config) (admin, func(), error) {
 
 func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("state", "state [--json]", stderr)
+	asJSON := fs.Bool("json", false, "print the statistics as JSON")
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
@@ -92,6 +94,11 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	s, err := a.State(ctx)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
 	}
 	fmt.Fprintf(stdout, "store          %s (%d bytes)\n", cfg.StateDir, s.FileBytes)
 	fmt.Fprintf(stdout, "exports        %d tracked (baseline taken: %v)\n", s.Exports, s.Initialized)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -94,4 +95,20 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestStateJSON: `state --json` prints the store statistics as one JSON document.
+func TestStateJSON(t *testing.T) {
+	stdout, stderr, code := run(t, map[string]string{"EXPORTBRIDGE_STATE_DIR": t.TempDir()}, 30*time.Second, "state", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var st struct {
+		Exports     *int           `json:"exports"`
+		Outbox      map[string]int `json:"outbox"`
+		Initialized *bool          `json:"initialized"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil || st.Exports == nil || st.Initialized == nil || st.Outbox == nil {
+		t.Fatalf("state --json = %q (%v)", stdout, err)
+	}
 }
