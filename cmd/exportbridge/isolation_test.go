@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack/slacktest"
 )
 
 // TestDeadEndpointDelaysNoOtherSink: one webhook endpoint hangs on every request; the
@@ -110,5 +112,52 @@ func TestStateJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(stdout), &st); err != nil || st.Exports == nil || st.Initialized == nil || st.Outbox == nil {
 		t.Fatalf("state --json = %q (%v)", stdout, err)
+	}
+}
+
+// TestSlackCheckAndSendTest: check and send-test against slack-go's slacktest server, in
+// bot mode: a healthy workspace, and a channel the bot cannot post to.
+func TestSlackCheckAndSendTest(t *testing.T) {
+	_, apiURL := newSim(t, simToken)
+	healthy := slacktest.NewTestServer()
+	healthy.Start()
+	t.Cleanup(healthy.Stop)
+	broken := slacktest.NewTestServer(func(c slacktest.Customize) {
+		c.Handle("/chat.postMessage", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"ok":false,"error":"not_in_channel"}`)
+		})
+	})
+	broken.Start()
+	t.Cleanup(broken.Stop)
+
+	tests := []struct {
+		name     string
+		api      string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"check healthy", healthy.GetAPIURL(), []string{"check", "--timeout", "5s"}, 0, "authenticated as"},
+		{"send-test healthy", healthy.GetAPIURL(), []string{"send-test", "--sink", "slack"}, 0, "slack: sent"},
+		{"send-test not in channel", broken.GetAPIURL(), []string{"send-test", "--sink", "slack"}, 1, "/invite"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := baseEnv(apiURL, t.TempDir())
+			env["EXPORTBRIDGE_SLACK_TOKEN"] = "xoxb-test-token-123"
+			env["EXPORTBRIDGE_SLACK_CHANNEL"] = "#exports"
+			env["EXPORTBRIDGE_SLACK_API_URL"] = tt.api
+			stdout, stderr, code := run(t, env, 60*time.Second, tt.args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
+			}
+			if out := stdout + stderr; !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+			if strings.Contains(stdout+stderr, "xoxb-test-token-123") {
+				t.Error("the Slack token was printed")
+			}
+		})
 	}
 }
