@@ -1,6 +1,7 @@
 package plugchoice
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -420,7 +421,7 @@ func (c *Client) do(ctx context.Context, target string) (p *Page, retryAfter tim
 	}
 	defer resp.Body.Close()
 	c.observeRate(resp.Header)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	body, err := readBody(resp, maxBody+1)
 	c.metrics.APIRequest(resp.StatusCode, time.Since(start))
 	if err != nil {
 		return nil, 0, c.transportErr(ctx, fmt.Errorf("read response body: %w", err))
@@ -489,4 +490,17 @@ func (c *Client) observeRate(h http.Header) {
 	if c.budget != nil {
 		c.budget.Observe(limit, remaining)
 	}
+}
+
+// readBody reads at most limit bytes of resp's body into a buffer sized from
+// Content-Length when the server sent one (one allocation instead of io.ReadAll's
+// doubling: a full listing reads thousands of pages).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	r := io.LimitReader(resp.Body, limit)
+	if n := resp.ContentLength; n > 0 && n < limit {
+		buf := bytes.NewBuffer(make([]byte, 0, n+1))
+		_, err := buf.ReadFrom(r)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(r)
 }
