@@ -1,0 +1,165 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSinkOutages (scenario 2): with a steady stream of transitions, webhook-1 is down
+// (connection refused), hangs, answers 500, 503 and 429 with Retry-After; then NATS is
+// stopped and restarted on the same port and store; then Slack answers 429. Nothing is
+// lost anywhere, and the p99 delivery delay of the sinks that stayed healthy is reported
+// per phase.
+func TestSinkOutages(t *testing.T) {
+	needChaos(t)
+	phase := pick(10*time.Second, time.Minute)
+	token := newSecret("apitoken")
+	sim, apiURL := newSim(t, token, 0, nil)
+	live := sim.AddN(40, "pending")
+	victim, healthy := newHook(t), newHook(t)
+	nb := newNATS(t)
+	sl := newFakeSlack(t)
+	env := baseEnv(apiURL, token, t.TempDir())
+	// Both webhooks share one secret setting: the receivers know their own keys, so the
+	// healthy one is given the victim's secret too.
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = victim.URL + "," + healthy.URL
+	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = victim.Secret + "," + healthy.Secret
+	env["EXPORTBRIDGE_WEBHOOK_TIMEOUT"] = "2s"
+	env["EXPORTBRIDGE_SLACK_WEBHOOK_URL"] = sl.URL
+	env["EXPORTBRIDGE_LOG_LEVEL"] = "debug"
+	natsEnv(env, nb, "")
+	p := start(t, env, "run")
+	p.waitPolls(1, 60*time.Second)
+	baseline := len(sim.Transitions())
+
+	// Traffic: a step, then two successful polls, until stopped.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d := newDriver(sim, live, 2)
+		for ctx.Err() == nil {
+			d.step(0.3)
+			n := p.polls() + 2
+			for ctx.Err() == nil && p.polls() < n && !p.exited() {
+				sleepCtx(ctx, 50*time.Millisecond)
+			}
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	type window struct {
+		name     string
+		from, to time.Time
+		healthy  []string
+		catchUp  time.Duration
+	}
+	var windows []window
+	// caughtUp reports whether sink has every event of the transitions made so far.
+	caughtUp := func(sink string) bool {
+		switch sink {
+		case "webhook-1":
+			return hasAll(victim.deliveries(), expectedSince(sim, baseline, nil))
+		case "nats":
+			return nb.count() >= len(expectedSince(sim, baseline, nil))
+		case "slack":
+			ws := expectedSince(sim, baseline, onlyStatuses("ready", "failed"))
+			var us []string
+			for _, w := range ws {
+				us = append(us, w.uuid)
+			}
+			return hasAll(slackDeliveries(sl.messages(), us), ws)
+		}
+		return true
+	}
+	// run runs one outage of victimSink, then waits for that sink to catch up (so the
+	// next phase measures healthy sinks that are really healthy) and records how long.
+	run := func(name, victimSink string, healthySinks []string, begin, end func()) {
+		begin()
+		w := window{name: name, from: time.Now(), healthy: healthySinks}
+		time.Sleep(phase)
+		w.to = time.Now()
+		end()
+		waitFor(t, pick(3*time.Minute, 10*time.Minute), victimSink+" to catch up after "+name, func() bool {
+			time.Sleep(200 * time.Millisecond)
+			return caughtUp(victimSink)
+		})
+		w.catchUp = time.Since(w.to)
+		windows = append(windows, w)
+	}
+	hooksHealthy := []string{"webhook-2", "nats", "slack"}
+	run("webhook-1 connection refused", "webhook-1", hooksHealthy, victim.down, victim.up)
+	run("webhook-1 hanging", "webhook-1", hooksHealthy, victim.setHang, victim.unhang)
+	for _, c := range []struct {
+		code int
+		ra   string
+	}{{http.StatusInternalServerError, ""}, {http.StatusServiceUnavailable, "1"}, {http.StatusTooManyRequests, "2"}} {
+		name := fmt.Sprintf("webhook-1 answering %d", c.code)
+		if c.ra != "" {
+			name += " Retry-After " + c.ra
+		}
+		run(name, "webhook-1", hooksHealthy, func() { victim.setStatus(c.code, c.ra) }, func() { victim.setStatus(0, "") })
+	}
+	run("nats stopped", "nats", []string{"webhook-1", "webhook-2", "slack"}, nb.stop, nb.restart)
+	run("slack answering 429", "slack", []string{"webhook-1", "webhook-2", "nats"}, func() { sl.set429(true) }, func() { sl.set429(false) })
+	cancel()
+	wg.Wait()
+	p.waitPolls(p.polls()+2, 60*time.Second)
+
+	wantAll := expectedSince(sim, baseline, nil)
+	wantSlack := expectedSince(sim, baseline, onlyStatuses("ready", "failed"))
+	uuids := map[string]bool{}
+	for _, w := range wantAll {
+		uuids[w.uuid] = true
+	}
+	var uuidList []string
+	for u := range uuids {
+		uuidList = append(uuidList, u)
+	}
+	// webhook-1 may sit in a long backoff after its outages: wait generously.
+	waitFor(t, pick(3*time.Minute, 10*time.Minute), fmt.Sprintf("%d events on every sink", len(wantAll)), func() bool {
+		if p.exited() {
+			t.Fatalf("the bridge exited (code %d)", p.code)
+		}
+		return hasAll(victim.deliveries(), wantAll) && hasAll(healthy.deliveries(), wantAll) &&
+			nb.count() >= len(wantAll) && hasAll(slackDeliveries(sl.messages(), uuidList), wantSlack)
+	})
+	time.Sleep(2 * time.Second)
+	got := map[string][]delivery{
+		"webhook-1": victim.deliveries(),
+		"webhook-2": healthy.deliveries(),
+		"nats":      nb.deliveries(),
+		"slack":     slackDeliveries(sl.messages(), uuidList),
+	}
+	// Slack messages carry no observed_at: take it from webhook-2's copy of the event.
+	obs := map[want]time.Time{}
+	for _, d := range got["webhook-2"] {
+		obs[want{d.subject, d.typ}] = d.observed
+	}
+	for i, d := range got["slack"] {
+		got["slack"][i].observed = obs[want{d.subject, d.typ}]
+	}
+	var lines []string
+	for _, name := range []string{"webhook-1", "webhook-2", "nats"} {
+		lines = append(lines, checkInvariant(t, name, got[name], wantAll).String())
+	}
+	lines = append(lines, checkInvariant(t, "slack", got["slack"], wantSlack).String())
+	for _, w := range windows {
+		var parts []string
+		for _, s := range w.healthy {
+			p99, n := p99Between(got[s], w.from, w.to)
+			parts = append(parts, fmt.Sprintf("%s p99 %s (n=%d)", s, p99.Round(time.Millisecond), n))
+		}
+		report(t, "during %q (%s): %s; the sink caught up %s after the outage ended", w.name, phase, strings.Join(parts, ", "), w.catchUp.Round(100*time.Millisecond))
+	}
+	noSecretInRequests(t, victim, healthy)
+	_, rejected, _ := victim.counts()
+	report(t, "webhook-1 refused %d requests during its outages; slack refused %d", rejected, sl.rejectedCount())
+	report(t, "%s", strings.Join(lines, "; "))
+}
