@@ -35,9 +35,6 @@ func benchPoller(b *testing.B, n int, full bool) (p *poller.Poller, life func())
 	b.Cleanup(func() { st.Close() })
 	o := poller.Options{Client: c, Store: st, Source: srv.URL + "/exports", Interval: time.Hour,
 		FullSyncInterval: 1000 * time.Hour, Logger: slog.New(slog.DiscardHandler)}
-	if full {
-		o.Interval, o.FullSyncInterval = time.Nanosecond, time.Nanosecond
-	}
 	p, err = poller.New(o)
 	if err != nil {
 		b.Fatal(err)
@@ -61,9 +58,13 @@ func runCycles(b *testing.B, p *poller.Poller, life func(), wantFull bool) {
 	reqs, events := 0, 0
 	b.ReportAllocs()
 	b.ResetTimer()
+	cycle := p.Cycle
+	if wantFull {
+		cycle = p.FullCycle
+	}
 	for b.Loop() {
 		life()
-		rep, err := p.Cycle(ctx)
+		rep, err := cycle(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}

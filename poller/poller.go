@@ -169,9 +169,19 @@ type Report struct {
 
 // Cycle runs one poll cycle: list, diff, commit. A failed cycle changes nothing.
 func (p *Poller) Cycle(ctx context.Context) (Report, error) {
+	return p.run(ctx, false)
+}
+
+// FullCycle runs one cycle that is a full listing whatever the schedule (benchmarks,
+// and an operator's resync).
+func (p *Poller) FullCycle(ctx context.Context) (Report, error) {
+	return p.run(ctx, true)
+}
+
+func (p *Poller) run(ctx context.Context, forceFull bool) (Report, error) {
 	start := p.o.Now()
 	reqs0 := p.o.Client.Requests()
-	rep, err := p.cycle(ctx, start)
+	rep, err := p.cycle(ctx, start, forceFull)
 	rep.Requests = int(p.o.Client.Requests() - reqs0)
 	rep.Duration = p.o.Now().Sub(start)
 	_, remaining, _ := p.o.Client.RateLimit()
@@ -198,9 +208,9 @@ func (p *Poller) Cycle(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-func (p *Poller) cycle(ctx context.Context, now time.Time) (Report, error) {
+func (p *Poller) cycle(ctx context.Context, now time.Time, forceFull bool) (Report, error) {
 	var rep Report
-	if p.initialized && now.Sub(p.lastFull) < p.o.FullSyncInterval {
+	if !forceFull && p.initialized && now.Sub(p.lastFull) < p.o.FullSyncInterval {
 		cur, ok, err := p.cheapListing(ctx)
 		if err != nil {
 			return rep, err

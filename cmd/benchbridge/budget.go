@@ -20,7 +20,7 @@ func benchBudget(ctx context.Context, w io.Writer, n int) error {
 	if err != nil {
 		return err
 	}
-	p, _, cleanup, err := newPoller(c, time.Hour, false, nil, nil)
+	p, _, cleanup, err := newPoller(c, time.Hour, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 		return err
 	}
 	var d *sinks.Dispatcher
-	rp, st, cleanup, err := newPoller(c, interval, false, func(event.Event) []string { return []string{sink.Name()} }, func() { d.Notify() })
+	rp, st, cleanup, err := newPoller(c, interval, func(event.Event) []string { return []string{sink.Name()} }, func() { d.Notify() })
 	if err != nil {
 		return err
 	}

@@ -36,9 +36,9 @@ func (e *env) client(budget *plugchoice.Budget) (*plugchoice.Client, error) {
 	return c, nil
 }
 
-// newPoller opens a store in a new temp dir and a poller on it. full makes every cycle
-// a full listing; otherwise every cycle after the first is cheap (no periodic full sync).
-func newPoller(c *plugchoice.Client, interval time.Duration, full bool, route func(event.Event) []string, notify func()) (*poller.Poller, *store.Store, func(), error) {
+// newPoller opens a store in a new temp dir and a poller on it. Every cycle after the
+// first is cheap (no periodic full sync); FullCycle forces a full listing.
+func newPoller(c *plugchoice.Client, interval time.Duration, route func(event.Event) []string, notify func()) (*poller.Poller, *store.Store, func(), error) {
 	dir, err := os.MkdirTemp("", "benchbridge-store-")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("temp dir: %w", err)
@@ -51,10 +51,6 @@ func newPoller(c *plugchoice.Client, interval time.Duration, full bool, route fu
 	cleanup := func() { st.Close(); os.RemoveAll(dir) }
 	o := poller.Options{Client: c, Store: st, Source: c.Endpoint(), Interval: interval,
 		FullSyncInterval: 1000 * time.Hour, Logger: quietLogger(), Route: route, Notify: notify}
-	if full {
-		// FullSyncInterval is raised to Interval: with 1ns every cycle is a full listing.
-		o.Interval, o.FullSyncInterval = time.Nanosecond, time.Nanosecond
-	}
 	p, err := poller.New(o)
 	if err != nil {
 		cleanup()
@@ -97,7 +93,7 @@ func requestsAt(ctx context.Context, w io.Writer, n, cycles, fullCycles int) err
 		if err != nil {
 			return err
 		}
-		p, _, cleanup, err := newPoller(c, time.Hour, full, nil, nil)
+		p, _, cleanup, err := newPoller(c, time.Hour, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -128,7 +124,11 @@ func requestsAt(ctx context.Context, w io.Writer, n, cycles, fullCycles int) err
 			if s.name == "full" && i >= fullCycles {
 				continue
 			}
-			rep, err := s.p.Cycle(ctx)
+			cycle := s.p.Cycle
+			if s.name == "full" {
+				cycle = s.p.FullCycle
+			}
+			rep, err := cycle(ctx)
 			if err != nil {
 				return fmt.Errorf("%s cycle %d: %w", s.name, i+1, err)
 			}

@@ -97,7 +97,7 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 	}
 	name := tg.sink.Name()
 	var d *sinks.Dispatcher
-	p, st, cleanup, err := newPoller(c, time.Hour, false, func(event.Event) []string { return []string{name} }, func() {})
+	p, st, cleanup, err := newPoller(c, time.Hour, func(event.Event) []string { return []string{name} }, func() {})
 	if err != nil {
 		return res, err
 	}
