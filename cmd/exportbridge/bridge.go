@@ -169,7 +169,7 @@ func selectSinks(specs []sinkSpec, name string) ([]sinkSpec, error) {
 	}
 	var out []sinkSpec
 	for _, s := range specs {
-		if matchSink(s.sink.Name(), name) {
+		if store.MatchSink(name, s.sink.Name()) {
 			out = append(out, s)
 		}
 	}
@@ -181,13 +181,6 @@ func selectSinks(specs []sinkSpec, name string) ([]sinkSpec, error) {
 		return nil, usageErr("--sink %q: no such enabled sink (enabled: %s)", name, strings.Join(names, ", "))
 	}
 	return out, nil
-}
-
-func matchSink(sinkName, selector string) bool {
-	if selector == "" || sinkName == selector {
-		return true
-	}
-	return selector == "webhook" && strings.HasPrefix(sinkName, "webhook-")
 }
 
 // bridge is a running exportbridge: store, client, sinks, dispatchers, poller.

@@ -183,19 +183,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer done()
-	dls, err := a.DeadLetters(ctx, "")
-	if err != nil {
-		return fmt.Errorf("dlq %s: %w", sub, err)
-	}
-	var selected []server.DeadLetter
-	sinkSet := map[string]bool{}
-	for _, d := range dls {
-		if matchSink(d.Sink, *sinkName) {
-			selected = append(selected, d)
-			sinkSet[d.Sink] = true
-		}
-	}
 	if sub == "list" {
+		selected, err := a.DeadLetters(ctx, *sinkName)
+		if err != nil {
+			return fmt.Errorf("dlq list: %w", err)
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SINK\tEVENT ID\tEXPORT\tTYPE\tATTEMPTS\tSTATUS\tLAST ERROR")
 		for _, d := range selected {
@@ -220,21 +212,9 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if sub == "purge" {
 		op, verb = a.Purge, "purged"
 	}
-	total := 0
-	if *sinkName == "" {
-		n, err := op(ctx, "", ids, *all)
-		if err != nil {
-			return fmt.Errorf("dlq %s: %w", sub, err)
-		}
-		total = n
-	} else {
-		for s := range sinkSet {
-			n, err := op(ctx, s, ids, *all)
-			if err != nil {
-				return fmt.Errorf("dlq %s --sink %s: %w", sub, s, err)
-			}
-			total += n
-		}
+	total, err := op(ctx, *sinkName, ids, *all)
+	if err != nil {
+		return fmt.Errorf("dlq %s: %w", sub, err)
 	}
 	fmt.Fprintf(stdout, "%s %d dead letters\n", verb, total)
 	if len(ids) > 0 && total < len(ids) {
