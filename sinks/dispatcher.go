@@ -75,6 +75,7 @@ type Dispatcher struct {
 	log  *slog.Logger
 
 	notify  chan struct{}
+	wake    chan struct{} // the sink's destination is back: retry waiting events now
 	queued  atomic.Int64
 	running atomic.Bool
 
@@ -108,9 +109,12 @@ func NewDispatcher(st *store.Store, o DispatcherOptions) *Dispatcher {
 	case o.Grace < 0:
 		o.Grace = 0
 	}
-	d := &Dispatcher{st: st, o: o, notify: make(chan struct{}, 1), settled: make(chan struct{})}
+	d := &Dispatcher{st: st, o: o, notify: make(chan struct{}, 1), wake: make(chan struct{}, 1), settled: make(chan struct{})}
 	if o.Sink != nil {
 		d.name = o.Sink.Name()
+		if w, ok := o.Sink.(Waker); ok {
+			w.OnRecover(d.retryNow)
+		}
 	}
 	d.log = o.Logger
 	if d.log == nil {
@@ -125,6 +129,15 @@ func NewDispatcher(st *store.Store, o DispatcherOptions) *Dispatcher {
 func (d *Dispatcher) Notify() {
 	select {
 	case d.notify <- struct{}{}:
+	default:
+	}
+}
+
+// retryNow asks the running dispatcher to attempt every waiting event at once (the
+// sink's destination is back). It never blocks.
+func (d *Dispatcher) retryNow() {
+	select {
+	case d.wake <- struct{}{}:
 	default:
 	}
 }
@@ -223,6 +236,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			r.flushed(fr)
 		case <-d.notify:
 			r.tryRefill()
+		case <-d.wake:
+			r.retryWaiting(time.Now())
 		case <-tick.C:
 			r.tryRefill()
 			r.refreshDepth()
@@ -378,6 +393,22 @@ func (r *run) deliver(k *keyQueue, ev event.Event) {
 		r.results <- result{k: k, err: err}
 	}()
 	err = r.d.o.Sink.Deliver(r.workCtx, ev)
+}
+
+// retryWaiting moves the next attempt of every waiting key's head to now. The stored
+// schedule is rewritten by the outcome of that attempt; attempts keep counting.
+func (r *run) retryWaiting(now time.Time) {
+	n := 0
+	for _, k := range r.ready {
+		if k.recs[0].NextAttemptAt.After(now) {
+			k.recs[0].NextAttemptAt = now
+			n++
+		}
+	}
+	if n > 0 {
+		heap.Init(&r.ready)
+		r.d.log.Info("sink is back; retrying waiting events now", "events", n)
+	}
 }
 
 // nextWake is how long to sleep until the next key becomes ready, if one can start.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -872,5 +873,49 @@ func TestLargeBacklog(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(m.Deliveries.WithLabelValues(sinkName, "delivered")); v != n {
 		t.Errorf("delivered metric = %v, want %d", v, n)
+	}
+}
+
+// wakingSink is a fakeSink whose destination can announce that it is back (sinks.Waker).
+type wakingSink struct {
+	*fakeSink
+	mu   sync.Mutex
+	wake func()
+}
+
+func (w *wakingSink) OnRecover(wake func()) { w.mu.Lock(); w.wake = wake; w.mu.Unlock() }
+
+func (w *wakingSink) recovered() {
+	w.mu.Lock()
+	wake := w.wake
+	w.mu.Unlock()
+	wake()
+}
+
+// TestWakerRetriesWaitingEventsAtOnce: events waiting an hour for their retry go as soon
+// as the sink says its destination is back, keeping their per-export order.
+func TestWakerRetriesWaitingEventsAtOnce(t *testing.T) {
+	st := newStore(t)
+	enqueue(t, st, evt("A1", "A"), evt("A2", "A"), evt("B1", "B"))
+	var down atomic.Bool
+	down.Store(true)
+	w := &wakingSink{fakeSink: newFake(func(_ context.Context, _ event.Event, _ int) error {
+		if down.Load() {
+			return sinks.RetryAfter(errors.New("destination down"), time.Hour)
+		}
+		return nil
+	})}
+	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: w, Concurrency: 2})
+	stop := start(t, d)
+	waitFor(t, "A1 and B1 attempted", func() bool { return w.callsOf("A1") == 1 && w.callsOf("B1") == 1 })
+	down.Store(false)
+	w.recovered()
+	waitFor(t, "everything delivered after the wake", func() bool { return w.isDelivered("A1", "A2", "B1") })
+	_, delivered, _, _, _ := w.get()
+	if i1, i2 := slices.Index(delivered, "A1"), slices.Index(delivered, "A2"); i1 > i2 {
+		t.Errorf("per-export order broken: %v", delivered)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,6 +33,13 @@ type Checker interface {
 	Check(ctx context.Context) (detail string, err error)
 }
 
+// Waker is implemented by sinks that learn when their destination is back (a NATS
+// reconnect). The dispatcher registers a function with OnRecover; calling it makes the
+// events waiting for a retry go now instead of at their scheduled time.
+type Waker interface {
+	OnRecover(wake func())
+}
+
 // Error carries how a failed delivery is to be treated.
 type Error struct {
 	Err        error

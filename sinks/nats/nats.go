@@ -104,13 +104,23 @@ type Sink struct {
 	asyncErr string // last async error logged, to log each distinct one once
 	permErr  error  // last publish permission violation acted upon
 	closed   bool
+	wake     func() // set by the dispatcher (sinks.Waker); called on every (re)connect
 }
 
 var (
 	_ sinks.Sink    = (*Sink)(nil)
 	_ sinks.Closer  = (*Sink)(nil)
 	_ sinks.Checker = (*Sink)(nil)
+	_ sinks.Waker   = (*Sink)(nil)
 )
+
+// OnRecover registers wake, called whenever the connection comes (back) up, so that
+// events waiting for a retry go at once instead of after their backoff.
+func (s *Sink) OnRecover(wake func()) {
+	s.mu.Lock()
+	s.wake = wake
+	s.mu.Unlock()
+}
 
 // New validates o and connects. It returns a permanent error (sinks.IsPermanent) for bad
 // options, authorization or TLS failures, and (JetStream) when no stream captures the
@@ -499,10 +509,13 @@ func (s *Sink) setState(up bool, detail string) {
 	if up {
 		s.asyncErr = ""
 	}
-	closed := s.closed
+	closed, wake := s.closed, s.wake
 	s.mu.Unlock()
 	if !changed {
 		return
+	}
+	if up && wake != nil {
+		wake()
 	}
 	s.metrics.Connected(s.name, up)
 	switch {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -555,6 +556,8 @@ func TestCoreServerRestart(t *testing.T) {
 	if gauge(m) != 1 {
 		t.Fatalf("connected gauge = %v after New, want 1", gauge(m))
 	}
+	var wakes atomic.Int32 // the dispatcher's wake (sinks.Waker), called on reconnect
+	s.OnRecover(func() { wakes.Add(1) })
 	reconnected := make(chan struct{}, 1)
 	obs := connect(t, url, natsgo.ReconnectHandler(func(*natsgo.Conn) { reconnected <- struct{}{} }))
 	sub, err := obs.SubscribeSync("plugchoice.exports.>")
@@ -611,6 +614,9 @@ func TestCoreServerRestart(t *testing.T) {
 	}
 	if c := logs.count(`msg="nats: connected"`); c != 2 {
 		t.Errorf("connect logged %d times, want twice (start, reconnect):\n%s", c, logs)
+	}
+	if w := wakes.Load(); w != 1 {
+		t.Errorf("wake called %d times, want once (the reconnect)", w)
 	}
 }
 
