@@ -15,8 +15,10 @@ import (
 //  2. the head of the unfiltered list, page by page, until a page whose exports are all
 //     known with an unchanged status, verifying on every page that the list is
 //     newest-first (requested_at never increases);
-//  3. every export the snapshot has in flight that is in neither is looked up in the
-//     pages read; when one is not found, ok is false and the caller does a full listing.
+//  3. every export the snapshot has in flight that the in-flight query no longer returns
+//     (it finished, or vanished) is looked up in the head pages, reading on past step 2's
+//     stop while one may still be further down (its requested_at not yet passed); when
+//     one is not found, ok is false and the caller does a full listing.
 //
 // ok is false too when the order check fails. The result is never complete: it cannot
 // prove a removal.
