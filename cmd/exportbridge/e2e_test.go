@@ -33,7 +33,7 @@ func TestBaselineAndTransitions(t *testing.T) {
 			p := start(t, env, "run")
 
 			// Several polls with nothing changed but the re-signed download_urls.
-			p.waitPolls(4)
+			p.WaitPolls(4, 60*time.Second)
 			var wants []want
 			if emitExisting {
 				wants = expectedSince(sim, 0)
@@ -45,7 +45,7 @@ func TestBaselineAndTransitions(t *testing.T) {
 				if got := h.deliveries(); len(got) != 0 {
 					t.Fatalf("baseline emitted %d webhook events, want none: first %s %s", len(got), got[0].typ, got[0].subject)
 				}
-				if got := p.stdoutEvents(); len(got) != 0 {
+				if got := stdoutEvents(t, p); len(got) != 0 {
 					t.Fatalf("baseline printed %d events on stdout, want none", len(got))
 				}
 			}
@@ -53,24 +53,24 @@ func TestBaselineAndTransitions(t *testing.T) {
 			// Transitions, each held for several polls.
 			sim.SetStatus(pending[0], "processing")
 			sim.SetStatus(pending[1], "cancelled")
-			p.waitPolls(p.polls() + 3)
+			p.WaitPolls(p.Polls()+3, 60*time.Second)
 			sim.SetStatus(pending[0], "ready")
 			sim.SetStatus(pending[2], "failed")
 			newReady := sim.AddN(1, "ready")[0]
-			p.waitPolls(p.polls() + 3)
+			p.WaitPolls(p.Polls()+3, 60*time.Second)
 			wants = append(wants, expectedSince(sim, baseline)...)
 
 			waitFor(t, 30*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
-				return distinctIDs(h.deliveries()) >= len(wants) && len(p.stdoutEvents()) >= len(wants)
+				return distinctIDs(h.deliveries()) >= len(wants) && len(stdoutEvents(t, p)) >= len(wants)
 			})
-			p.waitPolls(p.polls() + 3) // more polls, more re-signed URLs: still nothing new
+			p.WaitPolls(p.Polls()+3, 60*time.Second) // more polls, more re-signed URLs: still nothing new
 			got := h.deliveries()
 			distinct, dups := checkDelivered(t, got, wants)
 			if distinct != len(wants) || dups != 0 {
 				t.Errorf("webhook: %d distinct events, %d duplicates; want %d and 0", distinct, dups, len(wants))
 			}
 			var stdoutGot []delivery
-			for _, ce := range p.stdoutEvents() {
+			for _, ce := range stdoutEvents(t, p) {
 				stdoutGot = append(stdoutGot, delivery{id: ce.ID, typ: ce.Type, subject: ce.Subject})
 			}
 			if distinct, dups := checkDelivered(t, stdoutGot, wants); distinct != len(wants) || dups != 0 {
@@ -85,8 +85,8 @@ func TestBaselineAndTransitions(t *testing.T) {
 			if !foundNew {
 				t.Errorf("a new export first seen ready did not yield export.ready")
 			}
-			p.signal(syscall.SIGTERM)
-			if code := p.wait(60 * time.Second); code != 0 {
+			p.Signal(syscall.SIGTERM)
+			if code := p.Wait(60 * time.Second); code != 0 {
 				t.Errorf("exit code %d after SIGTERM, want 0", code)
 			}
 		})
@@ -107,7 +107,7 @@ func killer(t *testing.T, env map[string]string, cur *atomic.Pointer[proc], stop
 				return
 			case <-time.After(d):
 			}
-			cur.Load().kill()
+			cur.Load().Kill()
 			kills++
 			cur.Store(startNoFatal(t, env))
 		}
@@ -133,7 +133,7 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	var cur atomic.Pointer[proc]
 	cur.Store(start(t, env, "run"))
-	cur.Load().waitPolls(1) // the baseline is taken
+	cur.Load().WaitPolls(1, 60*time.Second) // the baseline is taken
 	baseline := len(sim.Transitions())
 
 	stop := make(chan struct{})
@@ -186,7 +186,7 @@ func TestKillDuringRetryLosesNothing(t *testing.T) {
 	h := newHook(t)
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	p := start(t, env, "run")
-	p.waitPolls(1)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 
 	h.setStatus(func(*http.Request) int { return http.StatusServiceUnavailable })
@@ -201,7 +201,7 @@ func TestKillDuringRetryLosesNothing(t *testing.T) {
 		_, rejected := h.counts()
 		return rejected >= 15
 	})
-	p.kill()
+	p.Kill()
 	p = start(t, env, "run")
 	waitFor(t, 30*time.Second, "the restarted bridge retrying against 503", func() bool {
 		_, rejected := h.counts()
@@ -305,7 +305,7 @@ func TestAdminAgainstRunningBridge(t *testing.T) {
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	env["EXPORTBRIDGE_ADMIN_ADDR"] = freeAddr(t)
 	p := start(t, env, "run")
-	p.waitPolls(1)
+	p.WaitPolls(1, 60*time.Second)
 	sim.SetStatus(pending[0], "failed")
 
 	var deadID string
@@ -347,8 +347,8 @@ func TestAdminAgainstRunningBridge(t *testing.T) {
 		}
 		return false
 	})
-	if p.exited() {
-		t.Fatalf("the bridge exited (code %d)", p.code)
+	if p.Exited() {
+		t.Fatalf("the bridge exited (code %d)", p.Code())
 	}
 }
 
@@ -363,15 +363,15 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	env["EXPORTBRIDGE_SHUTDOWN_TIMEOUT"] = "1s"
 	env["EXPORTBRIDGE_WEBHOOK_CONCURRENCY"] = "2"
 	p := start(t, env, "run")
-	p.waitPolls(1)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 	for _, u := range uuids {
 		sim.SetStatus(u, "ready")
 	}
 	wants := expectedSince(sim, baseline)
 	waitFor(t, 30*time.Second, "a first delivery", func() bool { return len(h.deliveries()) >= 1 })
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(60 * time.Second); code != 0 {
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(60 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
 	before := distinctIDs(h.deliveries())
@@ -434,19 +434,19 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	var outputs []string
 	p := start(t, env, "run")
 	waitFor(t, 60*time.Second, "failing polls (401)", func() bool {
-		return strings.Count(p.stderr.String(), "401") >= 3 || p.exited()
+		return strings.Count(p.Stderr.String(), "401") >= 3 || p.Exited()
 	})
 	sim.SetToken(apiToken)
 	sim.SetDownAll(http.StatusInternalServerError)
 	waitFor(t, 60*time.Second, "failing polls (500)", func() bool {
-		return strings.Count(p.stderr.String(), "500") >= 3 || p.exited()
+		return strings.Count(p.Stderr.String(), "500") >= 3 || p.Exited()
 	})
 	sim.SetDownAll(0)
-	p.waitPolls(2)
+	p.WaitPolls(2, 60*time.Second)
 	for _, u := range uuids {
 		sim.SetStatus(u, "ready")
 	}
-	p.waitPolls(p.polls() + 3)
+	p.WaitPolls(p.Polls()+3, 60*time.Second)
 	waitFor(t, 30*time.Second, "webhook deliveries refused", func() bool {
 		_, rejected := h.counts()
 		return rejected >= 6
@@ -455,9 +455,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		o, e, _ := run(t, env, 30*time.Second, args...)
 		outputs = append(outputs, o+e)
 	}
-	p.signal(syscall.SIGTERM)
-	p.wait(60 * time.Second)
-	outputs = append(outputs, p.stdout.String()+p.stderr.String())
+	p.Signal(syscall.SIGTERM)
+	p.Wait(60 * time.Second)
+	outputs = append(outputs, p.Stdout.String()+p.Stderr.String())
 	for _, args := range [][]string{{"check"}, {"send-test"}, {"once", "--timeout", "5s"}} {
 		o, e, _ := run(t, env, 60*time.Second, args...)
 		outputs = append(outputs, o+e)

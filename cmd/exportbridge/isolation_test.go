@@ -40,14 +40,14 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 	env["EXPORTBRIDGE_STDOUT"] = "true"
 	env["EXPORTBRIDGE_LISTEN_ADDR"] = freeAddr(t)
 	p := start(t, env, "run")
-	p.waitPolls(1)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 	for _, u := range uuids {
 		sim.SetStatus(u, "ready")
 	}
 	wants := expectedSince(sim, baseline)
 	waitFor(t, 60*time.Second, "every event at the healthy endpoint and on stdout", func() bool {
-		return distinctIDs(good.deliveries()) >= len(wants) && len(p.stdoutEvents()) >= len(wants)
+		return distinctIDs(good.deliveries()) >= len(wants) && len(stdoutEvents(t, p)) >= len(wants)
 	})
 	checkDelivered(t, good.deliveries(), wants)
 	if n := len(dead.deliveries()); n != 0 {

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,157 +22,39 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/simapi"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // binPath is the exportbridge binary built once by TestMain.
 var binPath string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "exportbridge-e2e-")
+	bin, cleanup, err := bridgetest.Build(".")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
-	binPath = filepath.Join(dir, "exportbridge")
-	build := exec.Command("go", "build", "-o", binPath, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: go build:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	binPath = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
 // --- subprocess ---------------------------------------------------------------------
 
-// syncBuf is a bytes.Buffer safe for the process's writer and the test's readers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a running exportbridge subprocess.
-type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdout *syncBuf
-	stderr *syncBuf
-	done   chan struct{}
-	code   int
-}
-
-// envList is the process environment: PATH, HOME and only the given variables.
-func envList(env map[string]string) []string {
-	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
+type proc = bridgetest.Proc
 
 // start runs the binary with args in the background; it is killed at the end of the test.
 func start(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
-	p.cmd.Env = envList(env)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start exportbridge %v: %v", args, err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.code = 0
-		if err != nil {
-			p.code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				p.code = ee.ExitCode()
-			}
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("exportbridge %v stderr (tail):\n%s", args, tail(p.stderr.String(), 4000))
-		}
-	})
-	return p
+	return bridgetest.Start(t, binPath, env, args...)
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// signal sends sig to the process.
-func (p *proc) signal(sig os.Signal) {
-	_ = p.cmd.Process.Signal(sig)
-}
-
-// wait waits up to timeout for the process to exit and returns its exit code.
-func (p *proc) wait(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(timeout):
-		p.t.Fatalf("exportbridge did not exit within %s; stderr:\n%s", timeout, tail(p.stderr.String(), 3000))
-		return -1
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// polls counts the completed poll cycles the process logged.
-func (p *proc) polls() int {
-	return strings.Count(p.stderr.String(), `"msg":"poll cycle"`)
-}
-
-// waitPolls waits until the process logged n poll cycles.
-func (p *proc) waitPolls(n int) {
-	p.t.Helper()
-	waitFor(p.t, 60*time.Second, fmt.Sprintf("%d poll cycles", n), func() bool {
-		if p.exited() {
-			p.t.Fatalf("exportbridge exited early (code %d); stderr:\n%s", p.code, tail(p.stderr.String(), 3000))
-		}
-		return p.polls() >= n
-	})
-}
-
-// stdoutEvents decodes the complete JSON lines the stdout sink printed.
-func (p *proc) stdoutEvents() []*event.CloudEvent {
-	p.t.Helper()
+// stdoutEvents decodes the complete JSON lines the stdout sink of p printed.
+func stdoutEvents(t *testing.T, p *proc) []*event.CloudEvent {
+	t.Helper()
 	var out []*event.CloudEvent
-	sc := bufio.NewScanner(strings.NewReader(p.stdout.String()))
+	sc := bufio.NewScanner(strings.NewReader(p.Stdout.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -182,7 +63,7 @@ func (p *proc) stdoutEvents() []*event.CloudEvent {
 		}
 		ce, err := event.Decode(line)
 		if err != nil {
-			p.t.Fatalf("stdout line is not a CloudEvent: %v: %q", err, line)
+			t.Fatalf("stdout line is not a CloudEvent: %v: %q", err, line)
 		}
 		out = append(out, ce)
 	}
@@ -195,7 +76,7 @@ func run(t *testing.T, env map[string]string, timeout time.Duration, args ...str
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Env = envList(env)
+	cmd.Env = bridgetest.EnvList(env)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -213,35 +94,15 @@ func run(t *testing.T, env map[string]string, timeout time.Duration, args ...str
 	return o.String(), e.String(), code
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+var (
+	tail     = bridgetest.Tail
+	freeAddr = bridgetest.FreeAddr
+)
 
 // waitFor polls cond every 50 ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	bridgetest.WaitFor(t, timeout, what, cond)
 }
 
 // --- simulated API and webhook receiver ---------------------------------------------
@@ -556,21 +417,21 @@ func TestSecondRunOnSameStateDirFails(t *testing.T) {
 	sim.AddN(3, "ready")
 	dir := t.TempDir()
 	first := start(t, baseEnv(apiURL, dir), "run")
-	first.waitPolls(1)
+	first.WaitPolls(1, 60*time.Second)
 
 	second := start(t, baseEnv(apiURL, dir), "run")
-	code := second.wait(30 * time.Second)
+	code := second.Wait(30 * time.Second)
 	if code == 0 {
-		t.Fatalf("second run exited 0; stderr:\n%s", second.stderr.String())
+		t.Fatalf("second run exited 0; stderr:\n%s", second.Stderr.String())
 	}
-	if !strings.Contains(second.stderr.String(), dir) {
-		t.Errorf("second run's message does not name %s:\n%s", dir, second.stderr.String())
+	if !strings.Contains(second.Stderr.String(), dir) {
+		t.Errorf("second run's message does not name %s:\n%s", dir, second.Stderr.String())
 	}
-	if first.exited() {
-		t.Errorf("first run exited (code %d)", first.code)
+	if first.Exited() {
+		t.Errorf("first run exited (code %d)", first.Code())
 	}
-	first.signal(syscall.SIGTERM)
-	if code := first.wait(60 * time.Second); code != 0 {
+	first.Signal(syscall.SIGTERM)
+	if code := first.Wait(60 * time.Second); code != 0 {
 		t.Errorf("first run: exit code %d after SIGTERM, want 0", code)
 	}
 }
@@ -598,7 +459,7 @@ func TestHealthcheck(t *testing.T) {
 		t.Errorf("healthcheck with no bridge: exit code %d, want 1; stderr:\n%s", code, errOut)
 	}
 	p := start(t, env, "run")
-	p.waitPolls(1)
+	p.WaitPolls(1, 60*time.Second)
 	out, errOut, code := run(t, env, 30*time.Second, "healthcheck")
 	if code != 0 || strings.TrimSpace(out) != "ok" {
 		t.Errorf("healthcheck against a running bridge: exit code %d, stdout %q; stderr:\n%s", code, out, errOut)
