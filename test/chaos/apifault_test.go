@@ -34,10 +34,10 @@ func TestAPIFaults(t *testing.T) {
 	env["EXPORTBRIDGE_LISTEN_ADDR"] = listen
 	env["EXPORTBRIDGE_LOG_LEVEL"] = "debug"
 	p := start(t, env, "run")
-	p.waitPolls(1, 60*time.Second)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 	d := newDriver(sim, live, 1)
-	settle := func() { p.waitPolls(p.polls()+2, 90*time.Second) }
+	settle := func() { p.WaitPolls(p.Polls()+2, 90*time.Second) }
 
 	batches := []struct {
 		name   string
@@ -110,7 +110,7 @@ func TestAPIFaults(t *testing.T) {
 	if code, body := readyz(listen); code != http.StatusOK {
 		t.Errorf("/readyz after recovery = %d %s, want 200", code, body)
 	}
-	failedCycles := strings.Count(p.stderr.String(), `"msg":"poll cycle failed"`)
+	failedCycles := strings.Count(p.Stderr.String(), `"msg":"poll cycle failed"`)
 	report(t, "%d fault batches + shifting pages + unsorted list + 401 window; %d failed poll cycles, %d API requests; %s; bridge events %v",
 		len(batches), failedCycles, sim.Requests(), r, r.bridge)
 }

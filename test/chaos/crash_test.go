@@ -31,7 +31,7 @@ func TestCrashLoop(t *testing.T) {
 
 	var cur atomic.Pointer[proc]
 	cur.Store(start(t, env, "run"))
-	cur.Load().waitPolls(1, 60*time.Second)
+	cur.Load().WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -44,7 +44,7 @@ func TestCrashLoop(t *testing.T) {
 			if !sleepCtx(ctx, 1500*time.Millisecond+mrand.N(2500*time.Millisecond)) {
 				return
 			}
-			cur.Load().kill()
+			cur.Load().Kill()
 			n++
 			cur.Store(start(t, env, "run"))
 		}
@@ -74,8 +74,8 @@ loop:
 	wantHook := expectedSince(sim, baseline, nil)
 	wantNATS := expectedSince(sim, baseline, onlyStatuses("ready", "failed", "cancelled"))
 	waitFor(t, pick(120*time.Second, 300*time.Second), fmt.Sprintf("%d webhook and %d NATS events", len(wantHook), len(wantNATS)), func() bool {
-		if p.exited() {
-			t.Fatalf("the last bridge exited (code %d)", p.code)
+		if p.Exited() {
+			t.Fatalf("the last bridge exited (code %d)", p.Code())
 		}
 		return hasAll(h.deliveries(), wantHook) && nb.count() >= len(wantNATS)
 	})

@@ -42,11 +42,11 @@ func TestDiskFull(t *testing.T) {
 	env["EXPORTBRIDGE_LISTEN_ADDR"] = listen
 	env["EXPORTBRIDGE_PER_PAGE"] = "100"
 	p := start(t, env, "run")
-	p.waitPolls(1, 60*time.Second)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 	d := newDriver(sim, live, 2)
 	d.step(0.5)
-	p.waitPolls(p.polls()+2, 60*time.Second)
+	p.WaitPolls(p.Polls()+2, 60*time.Second)
 
 	// Fill the file system.
 	filler := filepath.Join(dir, "filler")
@@ -73,17 +73,17 @@ func TestDiskFull(t *testing.T) {
 		code, body = readyz(listen)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "store_error")
 	})
-	stuck := p.polls()
+	stuck := p.Polls()
 	time.Sleep(5 * time.Second)
-	if n := p.polls(); n != stuck {
+	if n := p.Polls(); n != stuck {
 		t.Errorf("%d poll cycles succeeded while the disk was full: the snapshot advanced without a commit", n-stuck)
 	}
-	logged := strings.Contains(p.stderr.String(), "no space left on device")
+	logged := strings.Contains(p.Stderr.String(), "no space left on device")
 	if !logged {
 		t.Errorf("the log does not say 'no space left on device' while commits fail")
 	}
-	if p.exited() {
-		t.Fatalf("the bridge exited on a full disk (code %d)", p.code)
+	if p.Exited() {
+		t.Fatalf("the bridge exited on a full disk (code %d)", p.Code())
 	}
 
 	// Space returns.
@@ -95,7 +95,7 @@ func TestDiskFull(t *testing.T) {
 		return code == http.StatusOK
 	})
 	d.step(0.5)
-	p.waitPolls(p.polls()+2, 60*time.Second)
+	p.WaitPolls(p.Polls()+2, 60*time.Second)
 	want := expectedSince(sim, baseline, nil)
 	waitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
 	time.Sleep(time.Second)
@@ -124,17 +124,13 @@ func TestStoreReadOnly(t *testing.T) {
 	sim, apiURL := newSim(t, token, 0, nil)
 	sim.AddN(3, "ready")
 	p := start(t, baseEnv(apiURL, token, dir), "run")
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the bridge kept running on a read-only store directory")
-	}
-	errOut := p.stderr.String()
-	if p.code == 0 {
+	p.Wait(60 * time.Second) // fails the test when the bridge keeps running
+	errOut := p.Stderr.String()
+	if p.Code() == 0 {
 		t.Errorf("exit code 0 on a read-only store directory")
 	}
 	if !strings.Contains(errOut, dir) || !strings.Contains(errOut, "read-only file system") {
 		t.Errorf("the message does not name %s and 'read-only file system':\n%s", dir, errOut)
 	}
-	report(t, "read-only store directory at start: exit code %d, %q", p.code, strings.TrimSpace(tail(errOut, 300)))
+	report(t, "read-only store directory at start: exit code %d, %q", p.Code(), strings.TrimSpace(tail(errOut, 300)))
 }

@@ -26,8 +26,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -39,6 +37,7 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/simapi"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // mode is "short" or "full" (EXPORTBRIDGE_CHAOS); anything else skips every test.
@@ -52,19 +51,12 @@ func TestMain(m *testing.M) {
 		// Every test skips itself (needChaos); nothing to build.
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "exportbridge-chaos-")
+	bin, cleanup, err := bridgetest.Build("../../cmd/exportbridge")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos: temp dir:", err)
+		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
-	binPath = filepath.Join(dir, "exportbridge")
-	build := exec.Command("go", "build", "-o", binPath, "../../cmd/exportbridge")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos: go build:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	binPath = bin
 	code := m.Run()
 	figuresMu.Lock()
 	fmt.Println("=== chaos figures (mode " + mode + ")")
@@ -75,7 +67,7 @@ func TestMain(m *testing.M) {
 	outputMu.Lock()
 	fmt.Printf("  secrets: %d bytes of exportbridge output checked for every secret set\n", outputChecked)
 	outputMu.Unlock()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -140,76 +132,20 @@ func leakedSecrets(s string) []string {
 
 // --- subprocess ---------------------------------------------------------------------
 
-// syncBuf is a bytes.Buffer safe for the process's writer and the test's readers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a running exportbridge subprocess.
-type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdout *syncBuf
-	stderr *syncBuf
-	done   chan struct{}
-	code   int
-}
-
-func envList(env map[string]string) []string {
-	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
+type proc = bridgetest.Proc
 
 // start runs the binary in the background. At the end of the test it is killed and its
 // whole output is checked for every registered secret.
 func start(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
-	p.cmd.Env = envList(env)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Errorf("start exportbridge %v: %v", args, err)
-		close(p.done)
-		return p
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.code = 0
-		if err != nil {
-			p.code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				p.code = ee.ExitCode()
-			}
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		out := p.stdout.String() + p.stderr.String()
+	p := bridgetest.Start(t, binPath, env, args...)
+	t.Cleanup(func() { // runs before bridgetest's own cleanup
+		p.Kill()
+		out := p.Stdout.String() + p.Stderr.String()
 		for _, l := range leakedSecrets(out) {
 			t.Errorf("exportbridge %v printed a secret: %s", args, l)
 		}
 		countOutput(len(out))
-		if t.Failed() {
-			t.Logf("exportbridge %v stderr (tail):\n%s", args, tail(p.stderr.String(), 3000))
-		}
 	})
 	return p
 }
@@ -225,69 +161,15 @@ func countOutput(n int) {
 	outputChecked += n
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// polls counts the successful poll cycles the process logged.
-func (p *proc) polls() int { return strings.Count(p.stderr.String(), `"msg":"poll cycle"`) }
-
-// waitPolls waits until the process logged n successful poll cycles.
-func (p *proc) waitPolls(n int, timeout time.Duration) {
-	p.t.Helper()
-	waitFor(p.t, timeout, fmt.Sprintf("%d poll cycles", n), func() bool {
-		if p.exited() {
-			p.t.Fatalf("exportbridge exited early (code %d); stderr:\n%s", p.code, tail(p.stderr.String(), 3000))
-		}
-		return p.polls() >= n
-	})
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+var (
+	tail     = bridgetest.Tail
+	freeAddr = bridgetest.FreeAddr
+)
 
 // waitFor polls cond every 50 ms until it holds; past timeout the test fails.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	bridgetest.WaitFor(t, timeout, what, cond)
 }
 
 // --- simulated API -------------------------------------------------------------------

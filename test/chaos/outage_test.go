@@ -34,7 +34,7 @@ func TestSinkOutages(t *testing.T) {
 	env["EXPORTBRIDGE_LOG_LEVEL"] = "debug"
 	natsEnv(env, nb, "")
 	p := start(t, env, "run")
-	p.waitPolls(1, 60*time.Second)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 
 	// Traffic: a step, then two successful polls, until stopped.
@@ -46,8 +46,8 @@ func TestSinkOutages(t *testing.T) {
 		d := newDriver(sim, live, 2)
 		for ctx.Err() == nil {
 			d.step(0.3)
-			n := p.polls() + 2
-			for ctx.Err() == nil && p.polls() < n && !p.exited() {
+			n := p.Polls() + 2
+			for ctx.Err() == nil && p.Polls() < n && !p.Exited() {
 				sleepCtx(ctx, 50*time.Millisecond)
 			}
 		}
@@ -110,7 +110,7 @@ func TestSinkOutages(t *testing.T) {
 	run("slack answering 429", "slack", []string{"webhook-1", "webhook-2", "nats"}, func() { sl.set429(true) }, func() { sl.set429(false) })
 	cancel()
 	wg.Wait()
-	p.waitPolls(p.polls()+2, 60*time.Second)
+	p.WaitPolls(p.Polls()+2, 60*time.Second)
 
 	wantAll := expectedSince(sim, baseline, nil)
 	wantSlack := expectedSince(sim, baseline, onlyStatuses("ready", "failed"))
@@ -124,8 +124,8 @@ func TestSinkOutages(t *testing.T) {
 	}
 	// webhook-1 may sit in a long backoff after its outages: wait generously.
 	waitFor(t, pick(3*time.Minute, 10*time.Minute), fmt.Sprintf("%d events on every sink", len(wantAll)), func() bool {
-		if p.exited() {
-			t.Fatalf("the bridge exited (code %d)", p.code)
+		if p.Exited() {
+			t.Fatalf("the bridge exited (code %d)", p.Code())
 		}
 		return hasAll(victim.deliveries(), wantAll) && hasAll(healthy.deliveries(), wantAll) &&
 			nb.count() >= len(wantAll) && hasAll(slackDeliveries(sl.messages(), uuidList), wantSlack)

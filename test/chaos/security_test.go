@@ -30,7 +30,7 @@ func TestSlackMrkdwnInjection(t *testing.T) {
 	env["EXPORTBRIDGE_SLACK_WEBHOOK_URL"] = sl.URL
 	env["EXPORTBRIDGE_LOG_LEVEL"] = "debug"
 	p := start(t, env, "run")
-	p.waitPolls(1, 60*time.Second)
+	p.WaitPolls(1, 60*time.Second)
 
 	const evil = "<!channel> <!here> <@U0ADMIN> <https://evil.example|click> & co"
 	now := time.Now().UTC()
@@ -110,12 +110,12 @@ func TestForeignNextLink(t *testing.T) {
 	env["EXPORTBRIDGE_PER_PAGE"] = "5"
 	env["EXPORTBRIDGE_FULL_SYNC_INTERVAL"] = "2s"
 	p := start(t, env, "run")
-	p.waitPolls(1, 60*time.Second)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 	d := newDriver(sim, live, 1)
 	for range 3 {
 		d.step(0.5)
-		p.waitPolls(p.polls()+3, 60*time.Second)
+		p.WaitPolls(p.Polls()+3, 60*time.Second)
 	}
 	want := expectedSince(sim, baseline, nil)
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })

@@ -120,7 +120,7 @@ func TestCrashLoopSlackBot(t *testing.T) {
 
 	var cur atomic.Pointer[proc]
 	cur.Store(start(t, env, "run"))
-	cur.Load().waitPolls(1, 60*time.Second)
+	cur.Load().WaitPolls(1, 60*time.Second)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -132,7 +132,7 @@ func TestCrashLoopSlackBot(t *testing.T) {
 			if !sleepCtx(ctx, 1500*time.Millisecond+mrand.N(2000*time.Millisecond)) {
 				return
 			}
-			cur.Load().kill()
+			cur.Load().Kill()
 			n++
 			cur.Store(start(t, env, "run"))
 		}
@@ -161,8 +161,8 @@ func TestCrashLoopSlackBot(t *testing.T) {
 		return strings.Contains(last, "Export "+st)
 	}
 	waitFor(t, pick(90*time.Second, 240*time.Second), "every export's message showing its final status", func() bool {
-		if p.exited() {
-			t.Fatalf("the last bridge exited (code %d)", p.code)
+		if p.Exited() {
+			t.Fatalf("the last bridge exited (code %d)", p.Code())
 		}
 		msgs := slack.about(live)
 		for _, u := range live {

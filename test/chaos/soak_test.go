@@ -42,7 +42,7 @@ func TestSoak(t *testing.T) {
 	env["EXPORTBRIDGE_PER_PAGE"] = "100"
 	natsEnv(env, nb, "")
 	p := start(t, env, "run")
-	p.waitPolls(1, 60*time.Second)
+	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
@@ -59,7 +59,7 @@ func TestSoak(t *testing.T) {
 	begin := time.Now()
 	take := func() sample {
 		g, _ := metric(listen, "go_goroutines")
-		return sample{at: time.Since(begin), rssKB: rssKB(p.pid()), fds: openFDs(p.pid()), goroutines: g,
+		return sample{at: time.Since(begin), rssKB: rssKB(p.PID()), fds: openFDs(p.PID()), goroutines: g,
 			storeBytes: fileSize(filepath.Join(state, "exportbridge.db")), tracked: sim.Len()}
 	}
 	var samples []sample
@@ -67,8 +67,8 @@ func TestSoak(t *testing.T) {
 	samples = append(samples, take())
 	for sleepCtx(ctx, every) {
 		samples = append(samples, take())
-		if p.exited() {
-			t.Fatalf("the bridge exited (code %d)", p.code)
+		if p.Exited() {
+			t.Fatalf("the bridge exited (code %d)", p.Code())
 		}
 	}
 	wg.Wait()
