@@ -36,19 +36,7 @@ func TestCrashLoop(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	killsDone := make(chan int, 1)
-	go func() {
-		n := 0
-		defer func() { killsDone <- n }()
-		for n < wantKills {
-			if !sleepCtx(ctx, 1500*time.Millisecond+mrand.N(2500*time.Millisecond)) {
-				return
-			}
-			cur.Load().Kill()
-			n++
-			cur.Store(start(t, env, "run"))
-		}
-	}()
+	killsDone := killLoop(ctx, t, env, &cur, wantKills, 1500*time.Millisecond, 2500*time.Millisecond)
 
 	// Each step is held 5 s: longer than a kill interval plus a restart and a poll, so a
 	// poll sees every state.

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +134,26 @@ func leakedSecrets(s string) []string {
 // --- subprocess ---------------------------------------------------------------------
 
 type proc = bridgetest.Proc
+
+// killLoop SIGKILLs the bridge in cur at random instants (every min to min+spread) and
+// restarts it on the same settings, wantKills times or until ctx ends; the channel gets
+// the number of kills done.
+func killLoop(ctx context.Context, t *testing.T, env map[string]string, cur *atomic.Pointer[proc], wantKills int, min, spread time.Duration) <-chan int {
+	done := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for n < wantKills {
+			if !sleepCtx(ctx, min+mrand.N(spread)) {
+				return
+			}
+			cur.Load().Kill()
+			n++
+			cur.Store(start(t, env, "run"))
+		}
+	}()
+	return done
+}
 
 // start runs the binary in the background. At the end of the test it is killed and its
 // whole output is checked for every registered secret.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -124,19 +123,7 @@ func TestCrashLoopSlackBot(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	killsDone := make(chan int, 1)
-	go func() {
-		n := 0
-		defer func() { killsDone <- n }()
-		for n < wantKills {
-			if !sleepCtx(ctx, 1500*time.Millisecond+mrand.N(2000*time.Millisecond)) {
-				return
-			}
-			cur.Load().Kill()
-			n++
-			cur.Store(start(t, env, "run"))
-		}
-	}()
+	killsDone := killLoop(ctx, t, env, &cur, wantKills, 1500*time.Millisecond, 2000*time.Millisecond)
 
 	// Two phases, each held 5 s (longer than a kill interval plus a restart and a poll):
 	// every export to processing, then each to ready (5 in 6) or failed.
