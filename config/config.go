@@ -43,7 +43,7 @@ type Config struct {
 	FilterTypes       List          `envconfig:"FILTER_TYPES" desc:"only exports of these types (comma list), passed on as the API's type filter"`
 	FilterSubjectType string        `envconfig:"FILTER_SUBJECT_TYPE" desc:"only exports of this subject type (the API's subject_type filter)"`
 	FilterSubjectID   int64         `envconfig:"FILTER_SUBJECT_ID" desc:"only exports of this subject id, a positive integer (the API's subject_id filter)"`
-	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"30s" desc:"time between polls, plus up to 10% jitter (at least 1s)"`
+	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"30s" desc:"time between polls, plus up to 2.5% jitter (at least 1s)"`
 	FullSyncInterval  time.Duration `envconfig:"FULL_SYNC_INTERVAL" default:"10m" desc:"time between full listings (at least POLL_INTERVAL)"`
 	HTTPTimeout       time.Duration `envconfig:"HTTP_TIMEOUT" default:"20s" desc:"timeout of one API request"`
 	PerPage           int           `envconfig:"PER_PAGE" defdoc:"(unset)" desc:"page size to ask the API for (1 to 100), if it honours per_page"`
