@@ -28,6 +28,7 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 		mu      sync.Mutex
 		changed = map[string]time.Time{}
 		lat     []time.Duration
+		deliver []time.Duration // detection (data.observed_at) -> arrival
 		done    = make(chan struct{})
 	)
 	key := []byte("benchbridge-latency-secret-key!!")
@@ -44,6 +45,11 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 		}
 		delete(changed, ce.Subject)
 		lat = append(lat, now.Sub(t0))
+		if d, _, err := event.ExportOf(ce); err == nil {
+			if obs, err := time.Parse(time.RFC3339Nano, d.ObservedAt); err == nil {
+				deliver = append(deliver, now.Sub(obs))
+			}
+		}
 		if len(lat) == changes {
 			close(done)
 		}
@@ -118,5 +124,10 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 	fmt.Fprintf(w, "# detection latency: status change in simapi -> event at a loopback webhook (POLL_INTERVAL %s, %d changes)\n", interval, changes)
 	fmt.Fprintf(w, "min %s  median %s  p90 %s  p99 %s  max %s\n", ms(s.min), ms(s.median), ms(s.p90), ms(s.p99), ms(s.max))
 	fmt.Fprintf(w, "API requests: %.0f per minute during the run\n", perMin)
+	if len(deliver) > 0 {
+		ds := summarize(deliver)
+		fmt.Fprintf(w, "detection -> delivery (observed_at -> arrival, %d events): min %s  median %s  p99 %s  max %s\n",
+			len(deliver), ms(ds.min), ms(ds.median), ms(ds.p99), ms(ds.max))
+	}
 	return nil
 }
