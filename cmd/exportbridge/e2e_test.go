@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/natsembed"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestBaselineAndTransitions: the first start takes the baseline silently (unless
@@ -37,7 +38,7 @@ func TestBaselineAndTransitions(t *testing.T) {
 			var wants []want
 			if emitExisting {
 				wants = expectedSince(sim, 0)
-				waitFor(t, 30*time.Second, "existing exports delivered", func() bool {
+				bridgetest.WaitFor(t, 30*time.Second, "existing exports delivered", func() bool {
 					return distinctIDs(h.deliveries()) >= len(wants)
 				})
 			} else {
@@ -60,7 +61,7 @@ func TestBaselineAndTransitions(t *testing.T) {
 			p.WaitPolls(p.Polls()+3, 60*time.Second)
 			wants = append(wants, expectedSince(sim, baseline)...)
 
-			waitFor(t, 30*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
+			bridgetest.WaitFor(t, 30*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
 				return distinctIDs(h.deliveries()) >= len(wants) && len(stdoutEvents(t, p)) >= len(wants)
 			})
 			p.WaitPolls(p.Polls()+3, 60*time.Second) // more polls, more re-signed URLs: still nothing new
@@ -167,7 +168,7 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 	nKills := <-kills
 
 	wants := expectedSince(sim, baseline)
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
 		return distinctIDs(h.deliveries()) >= len(wants)
 	})
 	time.Sleep(time.Second) // anything extra (wrong) would show now
@@ -197,13 +198,13 @@ func TestKillDuringRetryLosesNothing(t *testing.T) {
 			sim.SetStatus(u, "ready")
 		}
 	}
-	waitFor(t, 30*time.Second, "the bridge retrying against 503", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "the bridge retrying against 503", func() bool {
 		_, rejected := h.counts()
 		return rejected >= 15
 	})
 	p.Kill()
 	p = start(t, env, "run")
-	waitFor(t, 30*time.Second, "the restarted bridge retrying against 503", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "the restarted bridge retrying against 503", func() bool {
 		_, rejected := h.counts()
 		return rejected >= 25
 	})
@@ -212,7 +213,7 @@ func TestKillDuringRetryLosesNothing(t *testing.T) {
 	}
 	h.setStatus(nil)
 	wants := expectedSince(sim, baseline)
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
 		return distinctIDs(h.deliveries()) >= len(wants)
 	})
 	distinct, dups := checkDelivered(t, h.deliveries(), wants)
@@ -303,13 +304,13 @@ func TestAdminAgainstRunningBridge(t *testing.T) {
 	h := newHook(t)
 	h.setStatus(func(*http.Request) int { return http.StatusGone })
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
-	env["EXPORTBRIDGE_ADMIN_ADDR"] = freeAddr(t)
+	env["EXPORTBRIDGE_ADMIN_ADDR"] = bridgetest.FreeAddr(t)
 	p := start(t, env, "run")
 	p.WaitPolls(1, 60*time.Second)
 	sim.SetStatus(pending[0], "failed")
 
 	var deadID string
-	waitFor(t, 30*time.Second, "a dead letter listed through the admin endpoint", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "a dead letter listed through the admin endpoint", func() bool {
 		out, errOut, code := run(t, env, 30*time.Second, "dlq", "list", "--sink", "webhook")
 		if code != 0 {
 			t.Fatalf("dlq list against a running bridge: exit code %d; stderr:\n%s", code, errOut)
@@ -339,7 +340,7 @@ func TestAdminAgainstRunningBridge(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "replayed 1") {
 		t.Fatalf("dlq replay --all: exit code %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
-	waitFor(t, 30*time.Second, "the running bridge to deliver the replayed event", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "the running bridge to deliver the replayed event", func() bool {
 		for _, d := range h.deliveries() {
 			if d.id == deadID {
 				return true
@@ -369,7 +370,7 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 		sim.SetStatus(u, "ready")
 	}
 	wants := expectedSince(sim, baseline)
-	waitFor(t, 30*time.Second, "a first delivery", func() bool { return len(h.deliveries()) >= 1 })
+	bridgetest.WaitFor(t, 30*time.Second, "a first delivery", func() bool { return len(h.deliveries()) >= 1 })
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(60 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
@@ -380,7 +381,7 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	}
 	h.setDelay(nil)
 	start(t, env, "run")
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
 		return distinctIDs(h.deliveries()) >= len(wants)
 	})
 	distinct, dups := checkDelivered(t, h.deliveries(), wants)
@@ -420,7 +421,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	env["EXPORTBRIDGE_API_TOKEN"] = apiToken
 	env["EXPORTBRIDGE_ADMIN_TOKEN"] = adminToken
-	env["EXPORTBRIDGE_ADMIN_ADDR"] = freeAddr(t)
+	env["EXPORTBRIDGE_ADMIN_ADDR"] = bridgetest.FreeAddr(t)
 	env["EXPORTBRIDGE_NATS_URL"] = ns.ClientURL()
 	env["EXPORTBRIDGE_NATS_TOKEN"] = natsToken
 	env["EXPORTBRIDGE_SLACK_WEBHOOK_URL"] = dead.URL + slackPath
@@ -433,12 +434,12 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 	var outputs []string
 	p := start(t, env, "run")
-	waitFor(t, 60*time.Second, "failing polls (401)", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "failing polls (401)", func() bool {
 		return strings.Count(p.Stderr.String(), "401") >= 3 || p.Exited()
 	})
 	sim.SetToken(apiToken)
 	sim.SetDownAll(http.StatusInternalServerError)
-	waitFor(t, 60*time.Second, "failing polls (500)", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "failing polls (500)", func() bool {
 		return strings.Count(p.Stderr.String(), "500") >= 3 || p.Exited()
 	})
 	sim.SetDownAll(0)
@@ -447,7 +448,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		sim.SetStatus(u, "ready")
 	}
 	p.WaitPolls(p.Polls()+3, 60*time.Second)
-	waitFor(t, 30*time.Second, "webhook deliveries refused", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "webhook deliveries refused", func() bool {
 		_, rejected := h.counts()
 		return rejected >= 6
 	})

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/slack-go/slack/slacktest"
+
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestDeadEndpointDelaysNoOtherSink: one webhook endpoint hangs on every request; the
@@ -38,7 +40,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = dead.Secret + "," + good.Secret
 	env["EXPORTBRIDGE_WEBHOOK_TIMEOUT"] = "2s"
 	env["EXPORTBRIDGE_STDOUT"] = "true"
-	env["EXPORTBRIDGE_LISTEN_ADDR"] = freeAddr(t)
+	env["EXPORTBRIDGE_LISTEN_ADDR"] = bridgetest.FreeAddr(t)
 	p := start(t, env, "run")
 	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
@@ -46,7 +48,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 		sim.SetStatus(u, "ready")
 	}
 	wants := expectedSince(sim, baseline)
-	waitFor(t, 60*time.Second, "every event at the healthy endpoint and on stdout", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "every event at the healthy endpoint and on stdout", func() bool {
 		return distinctIDs(good.deliveries()) >= len(wants) && len(stdoutEvents(t, p)) >= len(wants)
 	})
 	checkDelivered(t, good.deliveries(), wants)
@@ -56,7 +58,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 
 	// The hanging endpoint's first attempt times out after WEBHOOK_TIMEOUT: a retry.
 	var metrics string
-	waitFor(t, 30*time.Second, "a failed delivery in /metrics", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "a failed delivery in /metrics", func() bool {
 		resp, err := http.Get("http://" + env["EXPORTBRIDGE_LISTEN_ADDR"] + "/metrics")
 		if err != nil {
 			t.Fatal(err)

@@ -81,7 +81,7 @@ func run(t *testing.T, env map[string]string, timeout time.Duration, args ...str
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("exportbridge %v did not finish within %s; stderr:\n%s", args, timeout, tail(e.String(), 3000))
+		t.Fatalf("exportbridge %v did not finish within %s; stderr:\n%s", args, timeout, bridgetest.Tail(e.String(), 3000))
 	}
 	code = 0
 	if err != nil {
@@ -92,17 +92,6 @@ func run(t *testing.T, env map[string]string, timeout time.Duration, args ...str
 		code = ee.ExitCode()
 	}
 	return o.String(), e.String(), code
-}
-
-var (
-	tail     = bridgetest.Tail
-	freeAddr = bridgetest.FreeAddr
-)
-
-// waitFor polls cond every 50 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	bridgetest.WaitFor(t, timeout, what, cond)
 }
 
 // --- simulated API and webhook receiver ---------------------------------------------
@@ -452,7 +441,7 @@ func TestHealthcheck(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	sim.AddN(2, "ready")
 	env := baseEnv(apiURL, t.TempDir())
-	env["EXPORTBRIDGE_LISTEN_ADDR"] = freeAddr(t)
+	env["EXPORTBRIDGE_LISTEN_ADDR"] = bridgetest.FreeAddr(t)
 
 	// Nothing listens yet: unhealthy.
 	if _, errOut, code := run(t, env, 30*time.Second, "healthcheck"); code != 1 {

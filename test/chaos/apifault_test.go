@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/simapi"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestAPIFaults (scenario 3): the API answers 500/502/503/504, 429 storms, malformed and
@@ -22,7 +23,7 @@ func TestAPIFaults(t *testing.T) {
 	sim.AddN(20, "ready")
 	live := sim.AddN(30, "pending")
 	h := newHook(t)
-	listen := freeAddr(t)
+	listen := bridgetest.FreeAddr(t)
 	env := baseEnv(apiURL, token, t.TempDir())
 	env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
 	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = h.Secret
@@ -63,7 +64,7 @@ func TestAPIFaults(t *testing.T) {
 		}
 		before := sim.Requests()
 		sim.InjectFaults(b.faults...)
-		waitFor(t, 60*time.Second, "faults "+b.name+" consumed", func() bool { return sim.Requests() >= before+n+1 })
+		bridgetest.WaitFor(t, 60*time.Second, "faults "+b.name+" consumed", func() bool { return sim.Requests() >= before+n+1 })
 		settle()
 	}
 	d.step(0.3)
@@ -82,7 +83,7 @@ func TestAPIFaults(t *testing.T) {
 	// 401 for a while: poll_failing once, /readyz says why, then back.
 	failingBefore := countType(h.deliveries(), "com.plugchoice.bridge.poll_failing")
 	sim.SetToken("revoked-" + token)
-	waitFor(t, 90*time.Second, "bridge.poll_failing delivered", func() bool {
+	bridgetest.WaitFor(t, 90*time.Second, "bridge.poll_failing delivered", func() bool {
 		return countType(h.deliveries(), "com.plugchoice.bridge.poll_failing") > failingBefore
 	})
 	code, body := readyz(listen)
@@ -92,7 +93,7 @@ func TestAPIFaults(t *testing.T) {
 	d.step(0.5) // changes during the outage: their final state must arrive after it
 	time.Sleep(pick(3*time.Second, time.Minute))
 	sim.SetToken(token)
-	waitFor(t, 120*time.Second, "bridge.poll_recovered delivered", func() bool {
+	bridgetest.WaitFor(t, 120*time.Second, "bridge.poll_recovered delivered", func() bool {
 		return countType(h.deliveries(), "com.plugchoice.bridge.poll_recovered") > 0
 	})
 	settle()
@@ -100,7 +101,7 @@ func TestAPIFaults(t *testing.T) {
 	settle()
 
 	want := expectedSince(sim, baseline, nil)
-	waitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
+	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
 	time.Sleep(2 * time.Second)
 	r := checkInvariant(t, "webhook", h.deliveries(), want)
 	noSecretInRequests(t, h)

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestCrashLoop (scenario 1): exports move through their statuses while the bridge is
@@ -61,7 +63,7 @@ loop:
 
 	wantHook := expectedSince(sim, baseline, nil)
 	wantNATS := expectedSince(sim, baseline, onlyStatuses("ready", "failed", "cancelled"))
-	waitFor(t, pick(120*time.Second, 300*time.Second), fmt.Sprintf("%d webhook and %d NATS events", len(wantHook), len(wantNATS)), func() bool {
+	bridgetest.WaitFor(t, pick(120*time.Second, 300*time.Second), fmt.Sprintf("%d webhook and %d NATS events", len(wantHook), len(wantNATS)), func() bool {
 		if p.Exited() {
 			t.Fatalf("the last bridge exited (code %d)", p.Code())
 		}

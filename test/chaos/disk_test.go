@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestDiskFull (scenario 4): the store lives on a small tmpfs that is filled mid-run. The
@@ -35,7 +37,7 @@ func TestDiskFull(t *testing.T) {
 	sim, apiURL := newSim(t, token, 0, nil)
 	live := sim.AddN(30, "pending")
 	h := newHook(t)
-	listen := freeAddr(t)
+	listen := bridgetest.FreeAddr(t)
 	env := baseEnv(apiURL, token, dir)
 	env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
 	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = h.Secret
@@ -68,7 +70,7 @@ func TestDiskFull(t *testing.T) {
 	sim.AddN(300, "ready")
 	d.step(0.5)
 	var body string
-	waitFor(t, 60*time.Second, "/readyz 503 store_error", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "/readyz 503 store_error", func() bool {
 		var code int
 		code, body = readyz(listen)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "store_error")
@@ -90,14 +92,14 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "/readyz 200 after space returned", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "/readyz 200 after space returned", func() bool {
 		code, _ := readyz(listen)
 		return code == http.StatusOK
 	})
 	d.step(0.5)
 	p.WaitPolls(p.Polls()+2, 60*time.Second)
 	want := expectedSince(sim, baseline, nil)
-	waitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
+	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
 	time.Sleep(time.Second)
 	r := checkInvariant(t, "webhook", h.deliveries(), want)
 	noSecretInRequests(t, h)
@@ -132,5 +134,5 @@ func TestStoreReadOnly(t *testing.T) {
 	if !strings.Contains(errOut, dir) || !strings.Contains(errOut, "read-only file system") {
 		t.Errorf("the message does not name %s and 'read-only file system':\n%s", dir, errOut)
 	}
-	report(t, "read-only store directory at start: exit code %d, %q", p.Code(), strings.TrimSpace(tail(errOut, 300)))
+	report(t, "read-only store directory at start: exit code %d, %q", p.Code(), strings.TrimSpace(bridgetest.Tail(errOut, 300)))
 }

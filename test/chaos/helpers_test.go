@@ -182,17 +182,6 @@ func countOutput(n int) {
 	outputChecked += n
 }
 
-var (
-	tail     = bridgetest.Tail
-	freeAddr = bridgetest.FreeAddr
-)
-
-// waitFor polls cond every 50 ms until it holds; past timeout the test fails.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	bridgetest.WaitFor(t, timeout, what, cond)
-}
-
 // --- simulated API -------------------------------------------------------------------
 
 // newSim serves a simulated API (rate limit off unless rateLimit > 0) behind wrap (may

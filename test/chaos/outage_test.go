@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestSinkOutages (scenario 2): with a steady stream of transitions, webhook-1 is down
@@ -86,7 +88,7 @@ func TestSinkOutages(t *testing.T) {
 		time.Sleep(phase)
 		w.to = time.Now()
 		end()
-		waitFor(t, pick(3*time.Minute, 10*time.Minute), victimSink+" to catch up after "+name, func() bool {
+		bridgetest.WaitFor(t, pick(3*time.Minute, 10*time.Minute), victimSink+" to catch up after "+name, func() bool {
 			time.Sleep(200 * time.Millisecond)
 			return caughtUp(victimSink)
 		})
@@ -123,7 +125,7 @@ func TestSinkOutages(t *testing.T) {
 		uuidList = append(uuidList, u)
 	}
 	// webhook-1 may sit in a long backoff after its outages: wait generously.
-	waitFor(t, pick(3*time.Minute, 10*time.Minute), fmt.Sprintf("%d events on every sink", len(wantAll)), func() bool {
+	bridgetest.WaitFor(t, pick(3*time.Minute, 10*time.Minute), fmt.Sprintf("%d events on every sink", len(wantAll)), func() bool {
 		if p.Exited() {
 			t.Fatalf("the bridge exited (code %d)", p.Code())
 		}

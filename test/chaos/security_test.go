@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -45,7 +46,7 @@ func TestSlackMrkdwnInjection(t *testing.T) {
 	for _, e := range exports {
 		sim.Add(e)
 	}
-	waitFor(t, 60*time.Second, "2 Slack messages", func() bool { return len(sl.messages()) >= 2 })
+	bridgetest.WaitFor(t, 60*time.Second, "2 Slack messages", func() bool { return len(sl.messages()) >= 2 })
 	checked := 0
 	for _, m := range sl.messages() {
 		for _, s := range m.all {
@@ -118,7 +119,7 @@ func TestForeignNextLink(t *testing.T) {
 		p.WaitPolls(p.Polls()+3, 60*time.Second)
 	}
 	want := expectedSince(sim, baseline, nil)
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
+	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
 	r := checkInvariant(t, "webhook", h.deliveries(), want)
 	noSecretInRequests(t, h)
 	mu.Lock()

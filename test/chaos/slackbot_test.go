@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // fakeSlackAPI is a Slack Web API with what bot mode uses: chat.postMessage (top-level
@@ -147,7 +149,7 @@ func TestCrashLoopSlackBot(t *testing.T) {
 		last := m.versions[len(m.versions)-1]
 		return strings.Contains(last, "Export "+st)
 	}
-	waitFor(t, pick(90*time.Second, 240*time.Second), "every export's message showing its final status", func() bool {
+	bridgetest.WaitFor(t, pick(90*time.Second, 240*time.Second), "every export's message showing its final status", func() bool {
 		if p.Exited() {
 			t.Fatalf("the last bridge exited (code %d)", p.Code())
 		}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 type sample struct {
@@ -33,7 +35,7 @@ func TestSoak(t *testing.T) {
 	live := sim.AddN(50, "pending")
 	h := newHook(t)
 	nb := newNATS(t)
-	listen := freeAddr(t)
+	listen := bridgetest.FreeAddr(t)
 	state := t.TempDir()
 	env := baseEnv(apiURL, token, state)
 	env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
@@ -80,7 +82,7 @@ func TestSoak(t *testing.T) {
 	transitions := len(sim.Transitions()) - baseline
 
 	want := expectedSince(sim, baseline, nil)
-	waitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool {
+	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool {
 		return hasAll(h.deliveries(), want) && nb.count() >= len(want)
 	})
 	rh := checkInvariant(t, "webhook", h.deliveries(), want)
