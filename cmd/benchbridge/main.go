@@ -137,20 +137,8 @@ func summarize(ds []time.Duration) stats {
 	return stats{min: s[0], median: medianDur(s), p90: q(0.90), p99: q(0.99), max: s[len(s)-1]}
 }
 
-func medianDur(s []time.Duration) time.Duration {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func medianInt(s []int) float64 {
+// median of s (0 when empty); s is not modified.
+func median[T ~int | ~int64 | ~float64](s []T) float64 {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	n := len(s)
@@ -160,20 +148,9 @@ func medianInt(s []int) float64 {
 	if n%2 == 1 {
 		return float64(s[n/2])
 	}
-	return float64(s[n/2-1]+s[n/2]) / 2
+	return (float64(s[n/2-1]) + float64(s[n/2])) / 2
 }
 
-func medianF(s []float64) float64 {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+func medianDur(s []time.Duration) time.Duration { return time.Duration(median(s)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

@@ -147,7 +147,7 @@ func requestsAt(ctx context.Context, w io.Writer, n, cycles, fullCycles int) err
 			mn, mx = min(mn, r), max(mx, r)
 		}
 		sd := summarize(s.durs)
-		fmt.Fprintf(w, "%-8d %-6s %8.1f %8d %8d %8d %10d %12s %12s\n", n, s.name, medianInt(s.reqs), mn, mx, s.cycles, s.events, ms(sd.median), ms(sd.max))
+		fmt.Fprintf(w, "%-8d %-6s %8.1f %8d %8d %8d %10d %12s %12s\n", n, s.name, median(s.reqs), mn, mx, s.cycles, s.events, ms(sd.median), ms(sd.max))
 		if s.name == "cheap" && s.fulls > 0 {
 			fmt.Fprintf(w, "  note: %d of the cheap poller's cycles fell back to a full listing\n", s.fulls)
 		}

@@ -63,10 +63,10 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 		}
 		raw := "-"
 		if len(rawR) > 0 {
-			raw = fmt.Sprintf("%.0f", medianF(rawR))
+			raw = fmt.Sprintf("%.0f", median(rawR))
 		}
-		fmt.Fprintf(w, "%-10s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, medianF(sinkR), medianF(ceilR), raw,
-			medianF(sinkR)/medianF(ceilR), ms(medianDur(cycles)), medianInt(reqs))
+		fmt.Fprintf(w, "%-10s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, median(sinkR), median(ceilR), raw,
+			median(sinkR)/median(ceilR), ms(medianDur(cycles)), median(reqs))
 		fmt.Fprintf(w, "  runs: sink %v ceiling %v raw %v\n", round(sinkR), round(ceilR), round(rawR))
 	}
 	return nil
