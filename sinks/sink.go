@@ -1,6 +1,6 @@
-// Package sinks defines the Sink interface every destination implements, the error
-// classes a delivery can end with, event filters, and the dispatcher that drains one
-// sink's outbox queue.
+// Package sinks is the contract every destination implements: the Sink interface, its
+// optional interfaces, the error classes a delivery can end with, and event filters.
+// It imports neither the store nor any engine (the dispatcher lives in delivery/).
 package sinks
 
 import (

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/plugchoice"
-	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
 )
 
@@ -65,13 +65,13 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 	if err != nil {
 		return err
 	}
-	var d *sinks.Dispatcher
+	var d *delivery.Dispatcher
 	rp, st, cleanup, err := newPoller(c, interval, func(event.Event) []string { return []string{sink.Name()} }, func() { d.Notify() })
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	d = sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: sink, Concurrency: 4, Logger: quietLogger()})
+	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: sink, Concurrency: 4, Logger: quietLogger()})
 
 	// The baseline, before Run starts (Cycle must not run concurrently, and Tracked
 	// is only safe to read here).

@@ -16,6 +16,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/natsembed"
 	"github.com/exportbridge/exportbridge/plugchoice"
@@ -96,7 +97,7 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 		return res, err
 	}
 	name := tg.sink.Name()
-	var d *sinks.Dispatcher
+	var d *delivery.Dispatcher
 	p, st, cleanup, err := newPoller(c, time.Hour, func(event.Event) []string { return []string{name} }, func() {})
 	if err != nil {
 		return res, err
@@ -135,7 +136,7 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 		res.raw = float64(n) / time.Since(t0).Seconds()
 	}
 
-	d = sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: tg.sink, Concurrency: tg.concurrency, Logger: quietLogger()})
+	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: tg.sink, Concurrency: tg.concurrency, Logger: quietLogger()})
 	rctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	t0 = time.Now()

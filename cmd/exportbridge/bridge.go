@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/metrics"
@@ -192,7 +193,7 @@ type bridge struct {
 	st      *store.Store
 	client  *plugchoice.Client
 	specs   []sinkSpec
-	disp    []*sinks.Dispatcher
+	disp    []*delivery.Dispatcher
 	poller  *poller.Poller
 	health  *server.Health
 	closeMu sync.Once
@@ -221,7 +222,7 @@ func openBridge(ctx context.Context, cfg *config.Config, out io.Writer, log *slo
 		log.Warn("no sink enabled: events are stored but go nowhere; set EXPORTBRIDGE_STDOUT, _NATS_URL, _SLACK_*, or _WEBHOOK_URLS")
 	}
 	for _, s := range b.specs {
-		b.disp = append(b.disp, sinks.NewDispatcher(st, sinks.DispatcherOptions{
+		b.disp = append(b.disp, delivery.NewDispatcher(st, delivery.DispatcherOptions{
 			Sink: s.sink, Concurrency: s.concurrency, MaxElapsed: cfg.RetryMaxElapsed,
 			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m,
 		}))

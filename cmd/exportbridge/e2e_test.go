@@ -70,9 +70,9 @@ func TestBaselineAndTransitions(t *testing.T) {
 			if distinct != len(wants) || dups != 0 {
 				t.Errorf("webhook: %d distinct events, %d duplicates; want %d and 0", distinct, dups, len(wants))
 			}
-			var stdoutGot []delivery
+			var stdoutGot []received
 			for _, ce := range stdoutEvents(t, p) {
-				stdoutGot = append(stdoutGot, delivery{id: ce.ID, typ: ce.Type, subject: ce.Subject})
+				stdoutGot = append(stdoutGot, received{id: ce.ID, typ: ce.Type, subject: ce.Subject})
 			}
 			if distinct, dups := checkDelivered(t, stdoutGot, wants); distinct != len(wants) || dups != 0 {
 				t.Errorf("stdout: %d distinct events, %d duplicates; want %d and 0", distinct, dups, len(wants))

@@ -121,8 +121,8 @@ func baseEnv(apiURL, stateDir string) map[string]string {
 	}
 }
 
-// delivery is one request the receiver accepted (signature verified).
-type delivery struct {
+// received is one request the receiver accepted (signature verified).
+type received struct {
 	id, typ, subject string
 	body             []byte
 }
@@ -135,7 +135,7 @@ type hook struct {
 	srv    *httptest.Server
 
 	mu       sync.Mutex
-	got      []delivery
+	got      []received
 	status   func(r *http.Request) int // non-zero: answer this instead of accepting
 	delay    func() time.Duration
 	requests int
@@ -150,7 +150,7 @@ func newHook(t *testing.T) *hook {
 	recv := webhook.NewReceiver([][]byte{key}, func(id string, ce *event.CloudEvent, body []byte) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		h.got = append(h.got, delivery{id: id, typ: ce.Type, subject: ce.Subject, body: append([]byte(nil), body...)})
+		h.got = append(h.got, received{id: id, typ: ce.Type, subject: ce.Subject, body: append([]byte(nil), body...)})
 	})
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
@@ -191,10 +191,10 @@ func (h *hook) setDelay(fn func() time.Duration) {
 	h.delay = fn
 }
 
-func (h *hook) deliveries() []delivery {
+func (h *hook) deliveries() []received {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]delivery(nil), h.got...)
+	return append([]received(nil), h.got...)
 }
 
 func (h *hook) counts() (requests, rejected int) {
@@ -228,10 +228,10 @@ func expectedSince(sim *simapi.API, from int) []want {
 // checkDelivered checks that the deliveries hold every wanted event at least once, in
 // per-export order (by first arrival of each id), nothing else, and that duplicates of an id
 // carry identical bodies. It returns the number of distinct events and of duplicates.
-func checkDelivered(t *testing.T, got []delivery, wants []want) (distinct, dups int) {
+func checkDelivered(t *testing.T, got []received, wants []want) (distinct, dups int) {
 	t.Helper()
-	first := map[string]delivery{}
-	var order []delivery
+	first := map[string]received{}
+	var order []received
 	for _, d := range got {
 		if prev, ok := first[d.id]; ok {
 			dups++
@@ -265,7 +265,7 @@ func checkDelivered(t *testing.T, got []delivery, wants []want) (distinct, dups 
 }
 
 // distinctIDs counts the distinct event ids delivered.
-func distinctIDs(ds []delivery) int {
+func distinctIDs(ds []received) int {
 	m := map[string]bool{}
 	for _, d := range ds {
 		m[d.id] = true

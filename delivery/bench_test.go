@@ -1,4 +1,4 @@
-package sinks_test
+package delivery_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
-	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/sinks/stdout"
 	"github.com/exportbridge/exportbridge/store"
 )
@@ -37,7 +37,7 @@ func BenchmarkDispatchStdout(b *testing.B) {
 		if err := st.Enqueue("stdout", evs...); err != nil {
 			b.Fatal(err)
 		}
-		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: stdout.New(io.Discard)})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: stdout.New(io.Discard)})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		b.StartTimer()

@@ -1,4 +1,4 @@
-package sinks_test
+package delivery_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
@@ -164,7 +165,7 @@ func enqueue(t testing.TB, st *store.Store, evs ...event.Event) {
 }
 
 // start runs d until the returned stop function is called; stop returns Run's error.
-func start(t *testing.T, d *sinks.Dispatcher) (stop func() error) {
+func start(t *testing.T, d *delivery.Dispatcher) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -225,7 +226,7 @@ func pendingRec(t *testing.T, st *store.Store, id string) store.Record {
 	return store.Record{}
 }
 
-func waitIdle(t *testing.T, d *sinks.Dispatcher) {
+func waitIdle(t *testing.T, d *delivery.Dispatcher) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -268,7 +269,7 @@ func TestDeliversInOrderPerExport(t *testing.T) {
 		}
 		return nil
 	})
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Concurrency: 4,
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Concurrency: 4,
 		InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, Metrics: m})
 	stop := start(t, d)
 	waitIdle(t, d)
@@ -336,7 +337,7 @@ func TestRetryDoesNotBlockOtherExports(t *testing.T) {
 		return nil
 	})
 	log, logs := newLogger()
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, InitialInterval: time.Hour, Logger: log})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, InitialInterval: time.Hour, Logger: log})
 	stop := start(t, d)
 	waitFor(t, "B1 and C1 delivered", func() bool { return fake.isDelivered("B1", "C1") })
 	waitFor(t, "A1's attempt saved", func() bool { return pendingRec(t, st, "A1").Attempts == 1 })
@@ -391,7 +392,7 @@ func TestConcurrencyCap(t *testing.T) {
 			return ctx.Err()
 		}
 	})
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Concurrency: 3})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Concurrency: 3})
 	stop := start(t, d)
 	waitFor(t, "3 deliveries in flight", func() bool { _, _, n, _, _ := fake.get(); return n == 3 })
 	time.Sleep(50 * time.Millisecond) // room for a 4th to (wrongly) start
@@ -410,7 +411,7 @@ func TestDeadLetters(t *testing.T) {
 	tests := []struct {
 		name         string
 		err          error
-		opts         sinks.DispatcherOptions
+		opts         delivery.DispatcherOptions
 		wantAttempts func(int) bool
 		wantStatus   int
 		wantError    string
@@ -425,7 +426,7 @@ func TestDeadLetters(t *testing.T) {
 		},
 		{
 			name: "retry budget spent", err: retryable(503),
-			opts:         sinks.DispatcherOptions{MaxElapsed: 300 * time.Millisecond, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
+			opts:         delivery.DispatcherOptions{MaxElapsed: 300 * time.Millisecond, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
 			wantAttempts: func(n int) bool { return n >= 2 }, wantStatus: 503, wantError: "HTTP 503 from fake",
 		},
 	}
@@ -443,7 +444,7 @@ func TestDeadLetters(t *testing.T) {
 			log, logs := newLogger()
 			o := tt.opts
 			o.Sink, o.Metrics, o.Logger = fake, m, log
-			d := sinks.NewDispatcher(st, o)
+			d := delivery.NewDispatcher(st, o)
 			stop := start(t, d)
 			waitIdle(t, d) // dead letters leave the outbox
 			if err := stop(); err != nil {
@@ -498,7 +499,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 				return nil
 			})
 			// The backoff alone would wait an hour.
-			d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, InitialInterval: time.Hour, MaxRetryAfter: tt.maxAfter})
+			d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, InitialInterval: time.Hour, MaxRetryAfter: tt.maxAfter})
 			stop := start(t, d)
 			waitIdle(t, d)
 			if err := stop(); err != nil {
@@ -521,7 +522,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 	st := newStore(t)
 	enqueue(t, st, evt("A1", "A"))
 	failing := newFake(func(context.Context, event.Event, int) error { return retryable(503) })
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: failing, InitialInterval: time.Hour})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: failing, InitialInterval: time.Hour})
 	stop := start(t, d)
 	waitFor(t, "A1's attempt saved", func() bool { return pendingRec(t, st, "A1").Attempts == 1 })
 	if err := stop(); err != nil {
@@ -535,7 +536,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 	// A new dispatcher (a restart) must not retry A1 before its NextAttemptAt, while it
 	// delivers another export's event.
 	ok := newFake(nil)
-	d = sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: ok, InitialInterval: time.Hour})
+	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: ok, InitialInterval: time.Hour})
 	stop = start(t, d)
 	enqueue(t, st, evt("B1", "B"))
 	d.Notify()
@@ -555,7 +556,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing = newFake(func(context.Context, event.Event, int) error { return retryable(503) })
-	d = sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: failing, InitialInterval: time.Second, MaxInterval: time.Hour})
+	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: failing, InitialInterval: time.Second, MaxInterval: time.Hour})
 	before := time.Now()
 	stop = start(t, d)
 	waitFor(t, "attempt 6 saved", func() bool { return pendingRec(t, st, "A1").Attempts == 6 })
@@ -574,7 +575,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 	if err := st.SaveAttempt(a1); err != nil {
 		t.Fatal(err)
 	}
-	d = sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: failing, MaxElapsed: time.Hour})
+	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: failing, MaxElapsed: time.Hour})
 	stop = start(t, d)
 	waitIdle(t, d)
 	if err := stop(); err != nil {
@@ -586,7 +587,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	d := sinks.NewDispatcher(nil, sinks.DispatcherOptions{Sink: newFake(nil)}) // defaults 1s, 5m
+	d := delivery.NewDispatcher(nil, delivery.DispatcherOptions{Sink: newFake(nil)}) // defaults 1s, 5m
 	tests := []struct {
 		attempts int
 		lo, hi   time.Duration
@@ -618,7 +619,7 @@ func TestGracefulStop(t *testing.T) {
 			return nil
 		})
 		log, logs := newLogger()
-		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Logger: log, Grace: time.Minute})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Logger: log, Grace: time.Minute})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx) }()
@@ -644,7 +645,7 @@ func TestGracefulStop(t *testing.T) {
 			return ctx.Err()
 		})
 		log, logs := newLogger()
-		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Logger: log, Grace: 20 * time.Millisecond})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Logger: log, Grace: 20 * time.Millisecond})
 		stop := start(t, d)
 		waitFor(t, "A1 in flight", func() bool { return fake.callsOf("A1") == 1 })
 		if err := stop(); err != nil {
@@ -662,13 +663,13 @@ func TestGracefulStop(t *testing.T) {
 		}
 	})
 	t.Run("sink ignoring cancellation", func(t *testing.T) {
-		defer sinks.SetAfterCancel(50 * time.Millisecond)()
+		defer delivery.SetAfterCancel(50 * time.Millisecond)()
 		st := newStore(t)
 		enqueue(t, st, evt("A1", "A"))
 		release := make(chan struct{})
 		defer close(release)
 		fake := newFake(func(context.Context, event.Event, int) error { <-release; return nil })
-		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Grace: -1})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Grace: -1})
 		stop := start(t, d)
 		waitFor(t, "A1 in flight", func() bool { return fake.callsOf("A1") == 1 })
 		err := stop()
@@ -692,7 +693,7 @@ func TestReplayPickedUpWhileRunning(t *testing.T) {
 				}
 				return nil
 			})
-			d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake})
+			d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake})
 			stop := start(t, d)
 			waitFor(t, "A1 dead-lettered", func() bool {
 				dl, err := st.DeadLetters(sinkName)
@@ -729,7 +730,7 @@ func TestWaitIdle(t *testing.T) {
 		}
 		return nil
 	})
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, InitialInterval: time.Hour})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, InitialInterval: time.Hour})
 	for range 100 {
 		d.Notify() // never blocks, even before Run
 	}
@@ -754,7 +755,7 @@ func TestWaitIdle(t *testing.T) {
 
 func TestRunErrors(t *testing.T) {
 	t.Run("no sink", func(t *testing.T) {
-		err := sinks.NewDispatcher(newStore(t), sinks.DispatcherOptions{}).Run(context.Background())
+		err := delivery.NewDispatcher(newStore(t), delivery.DispatcherOptions{}).Run(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "no sink") {
 			t.Errorf("Run without sink = %v", err)
 		}
@@ -763,7 +764,7 @@ func TestRunErrors(t *testing.T) {
 		st := newStore(t)
 		enqueue(t, st, evt("A1", "A"))
 		fake := newFake(nil)
-		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake})
 		stop := start(t, d)
 		waitFor(t, "first Run delivering", func() bool { return fake.isDelivered("A1") })
 		ctx, cancel := context.WithCancel(context.Background())
@@ -778,11 +779,11 @@ func TestRunErrors(t *testing.T) {
 	t.Run("closed store", func(t *testing.T) {
 		st := newStore(t)
 		_ = st.Close()
-		err := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: newFake(nil)}).Run(context.Background())
+		err := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: newFake(nil)}).Run(context.Background())
 		if !errors.Is(err, bolt.ErrDatabaseNotOpen) || !strings.Contains(err.Error(), "dispatcher fake") {
 			t.Errorf("Run on closed store = %v", err)
 		}
-		err = sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: newFake(nil)}).WaitIdle(context.Background())
+		err = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: newFake(nil)}).WaitIdle(context.Background())
 		if !errors.Is(err, bolt.ErrDatabaseNotOpen) {
 			t.Errorf("WaitIdle on closed store = %v", err)
 		}
@@ -793,7 +794,7 @@ func TestRunErrors(t *testing.T) {
 		release := make(chan struct{})
 		fake := newFake(func(context.Context, event.Event, int) error { <-release; return nil })
 		log, logs := newLogger()
-		d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Logger: log})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Logger: log})
 		stop := start(t, d)
 		waitFor(t, "A1 in flight", func() bool { return fake.callsOf("A1") == 1 })
 		if err := st.Close(); err != nil {
@@ -820,7 +821,7 @@ func TestSinkPanicIsRetried(t *testing.T) {
 		return nil
 	})
 	log, logs := newLogger()
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, InitialInterval: time.Millisecond, Logger: log})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, InitialInterval: time.Millisecond, Logger: log})
 	stop := start(t, d)
 	waitIdle(t, d)
 	if err := stop(); err != nil {
@@ -858,7 +859,7 @@ func TestLargeBacklog(t *testing.T) {
 		return nil
 	})
 	m := metrics.New(nil)
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: fake, Concurrency: 4, Metrics: m})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Concurrency: 4, Metrics: m})
 	stop := start(t, d)
 	waitIdle(t, d)
 	if err := stop(); err != nil {
@@ -905,7 +906,7 @@ func TestWakerRetriesWaitingEventsAtOnce(t *testing.T) {
 		}
 		return nil
 	})}
-	d := sinks.NewDispatcher(st, sinks.DispatcherOptions{Sink: w, Concurrency: 2})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: w, Concurrency: 2})
 	stop := start(t, d)
 	waitFor(t, "A1 and B1 attempted", func() bool { return w.callsOf("A1") == 1 && w.callsOf("B1") == 1 })
 	down.Store(false)

@@ -1,4 +1,7 @@
-package sinks
+// Package delivery drains each sink's outbox queue: one Dispatcher per sink keeps
+// per-export order, retries on a schedule kept in the queue, and dead-letters what can
+// never be delivered. It depends on a small Queue interface, not on a store.
+package delivery
 
 import (
 	"container/heap"
@@ -15,8 +18,18 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/metrics"
+	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/store"
 )
+
+// Queue is the part of a store a dispatcher uses: its sink's outbox records in order,
+// the depths of its outbox and dead-letter queue, and one transaction settling a batch
+// of outcomes. *store.Store implements it.
+type Queue interface {
+	Pending(sink string, afterSeq uint64, limit int) ([]store.Record, error)
+	Depths(sink string) (outbox, dead int, err error)
+	Settle(sink string, s store.Settlement) error
+}
 
 // Dispatcher defaults.
 const (
@@ -47,7 +60,7 @@ var afterCancel = 5 * time.Second
 
 // DispatcherOptions configure a Dispatcher.
 type DispatcherOptions struct {
-	Sink Sink
+	Sink sinks.Sink
 	// Concurrency is the maximum of deliveries in flight (default 1); never two for the
 	// same Event.OrderKey.
 	Concurrency int
@@ -69,7 +82,7 @@ type DispatcherOptions struct {
 // Dispatcher drains one sink's outbox queue: in order per export, concurrently across
 // exports, with retries on a schedule kept in the store.
 type Dispatcher struct {
-	st   *store.Store
+	st   Queue
 	o    DispatcherOptions
 	name string
 	log  *slog.Logger
@@ -84,7 +97,7 @@ type Dispatcher struct {
 }
 
 // NewDispatcher creates the dispatcher of o.Sink over st. Zero options take defaults.
-func NewDispatcher(st *store.Store, o DispatcherOptions) *Dispatcher {
+func NewDispatcher(st Queue, o DispatcherOptions) *Dispatcher {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
@@ -112,7 +125,7 @@ func NewDispatcher(st *store.Store, o DispatcherOptions) *Dispatcher {
 	d := &Dispatcher{st: st, o: o, notify: make(chan struct{}, 1), wake: make(chan struct{}, 1), settled: make(chan struct{})}
 	if o.Sink != nil {
 		d.name = o.Sink.Name()
-		if w, ok := o.Sink.(Waker); ok {
+		if w, ok := o.Sink.(sinks.Waker); ok {
 			w.OnRecover(d.retryNow)
 		}
 	}
@@ -440,10 +453,10 @@ func (r *run) handle(res result) {
 	default:
 		rec.Attempts++
 		rec.LastError = truncate(res.err.Error(), maxErrorLen)
-		rec.LastStatus = StatusCode(res.err)
+		rec.LastStatus = sinks.StatusCode(res.err)
 		reason := ""
 		switch {
-		case IsPermanent(res.err):
+		case sinks.IsPermanent(res.err):
 			reason = "permanent error"
 		case now.Sub(rec.FirstAttemptAt) >= d.o.MaxElapsed:
 			reason = fmt.Sprintf("retry budget of %s spent", d.o.MaxElapsed)
@@ -483,7 +496,7 @@ func (r *run) pop(k *keyQueue) {
 // sink's Retry-After (capped) when it gave one, else the exponential backoff for the
 // attempt count, never past the end of the retry budget.
 func (d *Dispatcher) delay(rec *store.Record, err error, now time.Time) time.Duration {
-	if ra, ok := RetryAfterOf(err); ok {
+	if ra, ok := sinks.RetryAfterOf(err); ok {
 		return min(ra, d.o.MaxRetryAfter)
 	}
 	wait := d.Backoff(rec.Attempts)
