@@ -26,6 +26,7 @@ type Metrics struct {
 	LastPollSuccess    prometheus.Gauge         // unix seconds
 	PollDuration       prometheus.Histogram     //
 	SinkConnected      *prometheus.GaugeVec     // sink (1 connected, 0 not)
+	SinkUp             *prometheus.GaugeVec     // sink (1 breaker closed, 0 open: the sink is down)
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -74,11 +75,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		SinkConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
 		}, []string{"sink"}),
+		SinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_sink_up", Help: "0 while the sink's breaker is open (failed attempts in a row; one probe at a time), else 1.",
+		}, []string{"sink"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
 			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
-			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected,
+			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected, m.SinkUp,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m
@@ -141,6 +145,18 @@ func (m *Metrics) Connected(sink string, up bool) {
 	m.SinkConnected.WithLabelValues(sink).Set(v)
 }
 
+// Up sets the breaker state gauge of sink: up is false while its breaker is open.
+func (m *Metrics) Up(sink string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.SinkUp.WithLabelValues(sink).Set(v)
+}
+
 // Poll records one poll cycle outcome ("ok" or "error").
 func (m *Metrics) Poll(outcome string) {
 	if m == nil {
@@ -165,7 +181,8 @@ func (m *Metrics) Event(typ string) {
 	}
 	switch typ {
 	case "export.pending", "export.processing", "export.ready", "export.failed", "export.cancelled",
-		"export.removed", "bridge.poll_failing", "bridge.poll_recovered":
+		"export.removed", "bridge.poll_failing", "bridge.poll_recovered",
+		"bridge.sink_failing", "bridge.sink_recovered":
 	default:
 		typ = "export.other"
 	}
