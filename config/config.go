@@ -88,6 +88,7 @@ type Config struct {
 	Stdout               bool          `envconfig:"STDOUT" default:"false" desc:"print each event as one JSON line on standard output"`
 	PollFailureThreshold int           `envconfig:"POLL_FAILURE_THRESHOLD" default:"5" desc:"consecutive failed poll cycles before bridge.poll_failing (at least 1)"`
 	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight deliveries may finish on SIGTERM"`
+	SinkFailureAlert     time.Duration `envconfig:"SINK_FAILURE_ALERT" default:"5m" desc:"how long a sink is down (its breaker open) before bridge.sink_failing goes to the other sinks (0 disables)"`
 
 	// Warnings are things worth logging that do not stop the program: unknown
 	// EXPORTBRIDGE_ variables (typos), settings that have no effect.

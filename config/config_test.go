@@ -86,6 +86,7 @@ func defaults() config.Config {
 		WebhookEvents:        "*",
 		PollFailureThreshold: 5,
 		ShutdownTimeout:      10 * time.Second,
+		SinkFailureAlert:     5 * time.Minute,
 	}
 }
 
@@ -126,6 +127,8 @@ func TestLoadGood(t *testing.T) {
 			c.LogLevel, c.LogFormat, c.PollFailureThreshold = "debug", "text", 1
 		}},
 		{"admin disabled", e("ADMIN_ADDR", ""), func(c *config.Config) { c.AdminAddr = "" }},
+		{"sink failure alert disabled", e("SINK_FAILURE_ALERT", "0"), func(c *config.Config) { c.SinkFailureAlert = 0 }},
+		{"sink failure alert", e("SINK_FAILURE_ALERT", "90s"), func(c *config.Config) { c.SinkFailureAlert = 90 * time.Second }},
 		{"admin on localhost needs no token", e("ADMIN_ADDR", "localhost:7000"), func(c *config.Config) { c.AdminAddr = "localhost:7000" }},
 		{"nats", e("NATS_URL", "nats://a:4222, tls://b:4222,ws://c:80,wss://d:443,e:4222", "NATS_SUBJECT_PREFIX", "acme.exports-v2",
 			"NATS_JETSTREAM", "true", "NATS_USER", "bridge", "NATS_PASSWORD", natsPass, "NATS_CA", ca, "NATS_CERT", cert, "NATS_KEY", keyf,
@@ -199,6 +202,8 @@ func TestLoadProblems(t *testing.T) {
 		{"retry negative", e("RETRY_MAX_ELAPSED", "-1h"), "RETRY_MAX_ELAPSED", "not positive"},
 		{"webhook timeout zero", e("WEBHOOK_TIMEOUT", "0"), "WEBHOOK_TIMEOUT", "not positive"},
 		{"shutdown timeout bad", e("SHUTDOWN_TIMEOUT", "ten seconds"), "SHUTDOWN_TIMEOUT", "not a duration"},
+		{"sink failure alert negative", e("SINK_FAILURE_ALERT", "-5m"), "SINK_FAILURE_ALERT", "negative"},
+		{"sink failure alert bad", e("SINK_FAILURE_ALERT", "5"), "SINK_FAILURE_ALERT", "not a duration"},
 		{"per page zero", e("PER_PAGE", "0"), "PER_PAGE", "out of range (expected 1 to 100)"},
 		{"per page big", e("PER_PAGE", "101"), "PER_PAGE", "out of range"},
 		{"per page text", e("PER_PAGE", "many"), "PER_PAGE", "not a whole number"},
@@ -635,7 +640,8 @@ EMIT_REMOVED LISTEN_ADDR ADMIN_ADDR ADMIN_TOKEN LOG_LEVEL LOG_FORMAT RETRY_MAX_E
 NATS_SUBJECT_PREFIX NATS_JETSTREAM NATS_CREDS NATS_NKEY NATS_TOKEN NATS_USER NATS_PASSWORD
 NATS_CA NATS_CERT NATS_KEY NATS_EVENTS SLACK_WEBHOOK_URL SLACK_TOKEN SLACK_CHANNEL
 SLACK_API_URL SLACK_EVENTS WEBHOOK_URLS WEBHOOK_SECRET WEBHOOK_HEADERS WEBHOOK_TIMEOUT
-WEBHOOK_CONCURRENCY WEBHOOK_CA WEBHOOK_EVENTS STDOUT POLL_FAILURE_THRESHOLD SHUTDOWN_TIMEOUT`)
+WEBHOOK_CONCURRENCY WEBHOOK_CA WEBHOOK_EVENTS STDOUT POLL_FAILURE_THRESHOLD SHUTDOWN_TIMEOUT
+SINK_FAILURE_ALERT`)
 
 var specSecrets = []string{"API_TOKEN", "ADMIN_TOKEN", "NATS_TOKEN", "NATS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_TOKEN", "WEBHOOK_SECRET"}
 
@@ -666,7 +672,8 @@ func TestTable(t *testing.T) {
 		"LOG_LEVEL": "`info`", "LOG_FORMAT": "`json`", "RETRY_MAX_ELAPSED": "`24h`", "NATS_SUBJECT_PREFIX": "`plugchoice.exports`",
 		"NATS_EVENTS": "`*`", "SLACK_EVENTS": "`ready,failed,bridge`", "WEBHOOK_TIMEOUT": "`10s`", "WEBHOOK_CONCURRENCY": "`4`",
 		"WEBHOOK_EVENTS": "`*`", "POLL_FAILURE_THRESHOLD": "`5`", "SHUTDOWN_TIMEOUT": "`10s`", "EMIT_EXISTING": "`false`",
-		"API_BUDGET": "80% of X-RateLimit-Limit",
+		"SINK_FAILURE_ALERT": "`5m`",
+		"API_BUDGET":         "80% of X-RateLimit-Limit",
 	}
 	for _, v := range specVars {
 		cells, ok := rows[config.Prefix+v]

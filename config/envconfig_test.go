@@ -26,7 +26,7 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 		"SLACK_API_URL", "http://127.0.0.1:1/api/", "SLACK_EVENTS", "*",
 		"WEBHOOK_URLS", "https://h/1,https://h/2", "WEBHOOK_SECRET", whsec, "WEBHOOK_HEADERS", "X-A:b",
 		"WEBHOOK_TIMEOUT", "4s", "WEBHOOK_CONCURRENCY", "8", "WEBHOOK_CA", ca, "WEBHOOK_EVENTS", "failed",
-		"STDOUT", "true", "POLL_FAILURE_THRESHOLD", "3", "SHUTDOWN_TIMEOUT", "20s",
+		"STDOUT", "true", "POLL_FAILURE_THRESHOLD", "3", "SHUTDOWN_TIMEOUT", "20s", "SINK_FAILURE_ALERT", "90s",
 	)
 	if len(env) != len(specVars) {
 		t.Fatalf("the test sets %d variables, SPEC has %d", len(env), len(specVars))
