@@ -148,15 +148,16 @@ func (r *run) probeDone(k *keyQueue) {
 	}
 }
 
-// resumeOutage opens the breaker at start when the stored schedule shows the sink was
-// down before a restart: at least BreakerThreshold events wait for a retry. The sink is
-// then probed, not sent every event whose retry time has passed, and the first success
-// makes every waiting event due, as in a run that saw the whole outage.
+// resumeOutage opens the breaker at start when the queue shows the sink was failing
+// before a restart: the last attempt of at least BreakerThreshold events failed (they are
+// still queued, with attempts counted). The sink is then probed, not sent every event
+// whose retry time has passed, and the first success makes every waiting event due, as
+// in a run that saw the whole outage.
 func (r *run) resumeOutage(now time.Time) {
 	waiting := 0
 	lastErr := ""
 	for _, k := range r.ready {
-		if h := &k.recs[0]; h.Attempts > 0 && h.NextAttemptAt.After(now) {
+		if h := &k.recs[0]; h.Attempts > 0 {
 			waiting++
 			lastErr = h.LastError
 		}
