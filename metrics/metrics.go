@@ -26,6 +26,8 @@ type Metrics struct {
 	LastPollSuccess    prometheus.Gauge         // unix seconds
 	PollDuration       prometheus.Histogram     //
 	SinkConnected      *prometheus.GaugeVec     // sink (1 connected, 0 not)
+	FilterErrors       *prometheus.CounterVec   // sink: `when` failed on an event
+	OrphanedEvents     *prometheus.GaugeVec     // sink: stored, no longer configured
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -75,7 +77,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
 		}, []string{"sink"}),
 	}
+	m.FilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "exportbridge_filter_errors_total", Help: "Events a sink's when expression failed on (counted as no match), by sink.",
+	}, []string{"sink"})
+	m.OrphanedEvents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "exportbridge_orphaned_events", Help: "Queued events and dead letters of a stored sink that is no longer configured, by sink.",
+	}, []string{"sink"})
 	if reg != nil {
+		reg.MustRegister(m.FilterErrors, m.OrphanedEvents)
 		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
 			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
 			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected,
@@ -170,4 +179,25 @@ func (m *Metrics) Event(typ string) {
 		typ = "export.other"
 	}
 	m.EventsDetected.WithLabelValues(typ).Inc()
+}
+
+// FilterError counts an event a sink's when expression failed on.
+func (m *Metrics) FilterError(sink string) {
+	if m == nil {
+		return
+	}
+	m.FilterErrors.WithLabelValues(sink).Inc()
+}
+
+// Orphaned sets the count of queued events and dead letters of a stored sink that is no
+// longer configured (0 removes the series).
+func (m *Metrics) Orphaned(sink string, n int) {
+	if m == nil {
+		return
+	}
+	if n == 0 {
+		m.OrphanedEvents.DeleteLabelValues(sink)
+		return
+	}
+	m.OrphanedEvents.WithLabelValues(sink).Set(float64(n))
 }
