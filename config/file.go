@@ -199,6 +199,9 @@ func (d *fileDecoder) sink(i int, n ast.Node) (SinkEntry, bool) {
 		d.problem(e.Where, "expected a mapping with name, kind and the kind's block")
 		return e, false
 	}
+	if len(pairs) > 0 {
+		e.Where = d.pos(pairs[0].Key) + " " + path // where the entry's first key starts
+	}
 	before := len(d.problems)
 	var kindNode, blockNode ast.Node
 	var blockKey *ast.MappingValueNode

@@ -64,7 +64,7 @@ func seededStore(t *testing.T) *store.Store {
 			f := fail[r.Event.ID]
 			r.Attempts, r.LastStatus, r.LastError = f.attempts, f.status, f.msg
 			r.FirstAttemptAt, r.DeadAt = deadAt, deadAt.Add(time.Hour)
-			if err := st.DeadLetter(r); err != nil {
+			if err := st.Settle(r.Sink, store.Settlement{Dead: []store.Record{r}}); err != nil {
 				t.Fatalf("dead-letter %s: %v", r.Event.ID, err)
 			}
 		}
