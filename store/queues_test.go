@@ -138,4 +138,3 @@ func TestReadOnlyOpenCreatesNothing(t *testing.T) {
 		}
 	}
 }
-
