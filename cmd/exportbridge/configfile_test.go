@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -318,3 +319,16 @@ func TestExampleConfigChecks(t *testing.T) {
 		t.Errorf("a Slack token was printed:\n%s\n%s", stdout, stderr)
 	}
 }
+
+// regexpLine reports whether some line of s matches the regular expression re.
+func regexpLine(s, re string) bool {
+	r := regexp.MustCompile(re)
+	for _, l := range strings.Split(s, "\n") {
+		if r.MatchString(l) {
+			return true
+		}
+	}
+	return false
+}
+
+func bridgetestTail(s string) string { return bridgetest.Tail(s, 3000) }
