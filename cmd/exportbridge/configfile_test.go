@@ -200,9 +200,9 @@ func TestConfigFileErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown key in a block", "sinks:\n  - name: a\n    kind: webhook\n    webhook:\n      url: https://x.example/h\n      timeot: 3s\n",
-			[]string{":6:7 sinks[0].webhook", `unknown field "timeot"`}},
+			[]string{":6:7 sinks[0].webhook.timeot:", `unknown field "timeot"`}},
 		{"wrong type", "sinks:\n  - name: a\n    kind: webhook\n    webhook:\n      url: https://x.example/h\n      concurrency: four\n",
-			[]string{":6:20 sinks[0].webhook", "expected a whole number"}},
+			[]string{":6:20 sinks[0].webhook.concurrency:", "got string, expected a whole number"}},
 		{"bad value named by path", "sinks:\n  - name: a\n    kind: webhook\n    webhook:\n      url: https://x.example/h\n      timeout: -1s\n",
 			[]string{":6:7 sinks[0].webhook.timeout", "not positive"}},
 		{"missing name", "sinks:\n  - kind: stdout\n", []string{":2:5 sinks[0]", "name is missing"}},
@@ -210,7 +210,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"duplicate name", "sinks:\n  - name: a\n    kind: stdout\n  - name: a\n    kind: stdout\n", []string{":4:5 sinks[1].name", "duplicate sink name"}},
 		{"unknown kind", "sinks:\n  - name: a\n    kind: email\n", []string{"sinks[0].kind", `"email" is not a sink kind`}},
 		{"block of another kind", "sinks:\n  - name: a\n    kind: slack\n    webhook: {url: https://x.example/h}\n", []string{":4:5 sinks[0].webhook", "unknown key"}},
-		{"when typo", "sinks:\n  - name: a\n    kind: stdout\n    when: 'evnt.status == \"ready\"'\n", []string{"sinks[0].when", "sink a", "unknown name evnt"}},
+		{"when typo", "sinks:\n  - name: a\n    kind: stdout\n    when: 'evnt.status == \"ready\"'\n", []string{":4:5 sinks[0].when:", "sink a", "unknown name evnt"}},
 		{"when unknown field", "sinks:\n  - name: a\n    kind: stdout\n    when: 'export.row_cout > 0'\n", []string{"sinks[0].when", "unknown field export.row_cout"}},
 		{"bad event name", "sinks:\n  - name: a\n    kind: stdout\n    events: [ready, done!]\n", []string{"sinks[0].events", "bad name"}},
 		{"not a list", "sinks: stdout\n", []string{":1:8 sinks", "expected a list"}},
