@@ -25,6 +25,9 @@ type Lister interface {
 	ListPage(ctx context.Context, q plugchoice.Query, page int) (*plugchoice.Page, error)
 	Requests() int64
 	RateLimit() (limit, remaining int, ok bool)
+	// NotBefore is the time before which the API's last Retry-After holds every request
+	// of the token (zero or past when none).
+	NotBefore() time.Time
 }
 
 // Health receives the outcome of each cycle (readiness).
@@ -141,24 +144,36 @@ const jitterDivisor = 40
 // Run polls every Interval (plus up to 2.5 % jitter) until ctx is done. The first cycle
 // starts at once. The interval is counted from the start of the previous cycle, so a
 // slow cycle does not add to the detection latency; a cycle longer than the interval
-// is followed at once by the next.
+// is followed at once by the next. A cycle that would start while the API's
+// Retry-After holds the token waits until it has passed.
 func (p *Poller) Run(ctx context.Context) error {
 	for {
+		if d := time.Until(p.o.Client.NotBefore()); d > 0 {
+			p.o.Logger.Debug("next poll cycle waits for the API's Retry-After", "wait", d.String())
+			if !sleep(ctx, d) {
+				return nil
+			}
+		}
 		started := time.Now()
 		if _, err := p.Cycle(ctx); err != nil && ctx.Err() != nil {
 			return nil
 		}
 		wait := p.o.Interval + time.Duration(rand.Int64N(int64(p.o.Interval)/jitterDivisor+1)) - time.Since(started)
-		if wait < 0 {
-			wait = 0
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, max(wait, 0)) {
 			return nil
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
