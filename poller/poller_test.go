@@ -233,6 +233,18 @@ func TestNoTransitionLost(t *testing.T) {
 				})
 				f.sim.SetStatus(inflight[0], plugchoice.StatusFailed)
 			}},
+		{name: "export seen in flight on the head finishes before the in-flight query",
+			act: func(f *fixture, inflight []string) {
+				f.sim.AddN(60, plugchoice.StatusReady) // the old in-flight ones: page 3+
+				recent := f.sim.AddN(1, plugchoice.StatusProcessing)[0]
+				f.cycle()
+				var once sync.Once
+				f.sim.SetOnRequest(func(r *http.Request) {
+					if strings.Contains(r.URL.RawQuery, "filter") {
+						once.Do(func() { f.sim.SetStatus(recent, plugchoice.StatusReady) })
+					}
+				})
+			}},
 		{name: "old in-flight export finishes deep in the list",
 			act: func(f *fixture, inflight []string) {
 				f.sim.AddN(60, plugchoice.StatusReady) // push the in-flight ones to page 3+
