@@ -89,6 +89,8 @@ type Config struct {
 	PollFailureThreshold int           `envconfig:"POLL_FAILURE_THRESHOLD" default:"5" desc:"consecutive failed poll cycles before bridge.poll_failing (at least 1)"`
 	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight deliveries may finish on SIGTERM"`
 
+	PollIntervalActive time.Duration `envconfig:"POLL_INTERVAL_ACTIVE" default:"10s" desc:"time between polls while any export is pending or processing, plus the same jitter (at least 1s, at most POLL_INTERVAL; the default is cut to a shorter POLL_INTERVAL)"`
+
 	// Warnings are things worth logging that do not stop the program: unknown
 	// EXPORTBRIDGE_ variables (typos), settings that have no effect.
 	Warnings []string `ignored:"true"`
