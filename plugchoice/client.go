@@ -432,6 +432,10 @@ func (c *Client) fetch(ctx context.Context, q Query, page int) (*Page, error) {
 			if err := c.budget.Wait(ctx); err != nil {
 				return nil, backoff.Permanent(err)
 			}
+			// A Retry-After may have come meanwhile (another request of the token).
+			if err := c.waitHold(ctx); err != nil {
+				return nil, backoff.Permanent(err)
+			}
 		}
 		attempt++
 		p, retryAfter, err := c.do(ctx, target)
