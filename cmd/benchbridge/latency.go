@@ -56,7 +56,7 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 	}))
 	defer recv.Close()
 
-	sink, err := webhook.New(webhook.Options{URL: recv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
+	sink, err := webhook.NewSink(webhook.Options{URL: recv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
 	if err != nil {
 		return fmt.Errorf("webhook sink: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/sinks/registry"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -19,25 +20,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("run")
+	cfg, specs, err := loadSettings("run")
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	return runBridge(ctx, cfg, stdout, log)
+	log := newLogger(cfg, stderr, specs...)
+	return runBridge(ctx, cfg, specs, stdout, log)
 }
 
 // runBridge runs a bridge until ctx is done: SIGTERM stops polling, lets in-flight
 // deliveries finish for up to SHUTDOWN_TIMEOUT, leaves the rest queued, closes the store.
-func runBridge(ctx context.Context, cfg *config.Config, stdout io.Writer, l *slog.Logger, opts ...func(*bridge)) error {
-	b, err := openBridge(ctx, cfg, stdout, l)
+func runBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, stdout io.Writer, l *slog.Logger) error {
+	b, err := openBridge(ctx, cfg, specs, stdout, l)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	for _, o := range opts {
-		o(b)
-	}
 	l.Info("exportbridge started", "version", version, "state_dir", cfg.StateDir, "sinks", b.sinkNames(),
 		"tracked", b.poller.Tracked(), "poll_interval", cfg.PollInterval.String())
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
@@ -63,12 +61,12 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("once")
+	cfg, specs, err := loadSettings("once")
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	b, err := openBridge(ctx, cfg, stdout, log)
+	log := newLogger(cfg, stderr, specs...)
+	b, err := openBridge(ctx, cfg, specs, stdout, log)
 	if err != nil {
 		return err
 	}
@@ -93,8 +91,8 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	queued, dead := 0, 0
 	for _, s := range b.specs {
-		queued += st.Outbox[s.sink.Name()]
-		dead += st.DeadLetters[s.sink.Name()]
+		queued += st.Outbox[s.Name]
+		dead += st.DeadLetters[s.Name]
 	}
 	if queued > 0 || dead > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d events still queued, %d dead-lettered (see 'exportbridge dlq list')", queued, dead)}

@@ -88,10 +88,10 @@ var _ interface {
 	sinks.Checker
 } = (*Sink)(nil)
 
-// New validates o and builds the sink with its own HTTP client. It fails on a URL that
+// NewSink validates o and builds the sink with its own HTTP client. It fails on a URL that
 // is not http(s), an unreadable or empty CA file, an empty signing key, an invalid or
 // reserved extra header, or a negative timeout or concurrency.
-func New(o Options) (*Sink, error) {
+func NewSink(o Options) (*Sink, error) {
 	name := o.Name
 	if name == "" {
 		name = DefaultName
