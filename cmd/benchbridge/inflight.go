@@ -10,6 +10,7 @@ import (
 
 // requestsInFlight measures the requests of cheap cycles in the situations of issue
 // 12, at n exports, with no API rate limit (only requests are counted):
+//   - idle, quiet: nothing in flight, nothing changes;
 //   - recent, quiet: 10 recent exports in flight, nothing changes between cycles;
 //   - recent, 1 change: the same, and each cycle one in-flight export finishes and a
 //     new pending one appears (page 1 changed, so page 2 is read too);
@@ -18,21 +19,28 @@ import (
 func requestsInFlight(ctx context.Context, w io.Writer, n, cycles int) error {
 	for _, sc := range []struct {
 		name   string
+		idle   bool
 		old    bool
 		change bool
 	}{
+		{name: "idle,quiet", idle: true},
 		{name: "recent,quiet"},
 		{name: "recent,1-change", change: true},
 		{name: "old,quiet", old: true},
 	} {
 		e := newEnv(-1)
-		if sc.old {
+		var inflight []string
+		switch {
+		case sc.idle:
+			e.sim.AddN(n, plugchoice.StatusReady)
+		case sc.old:
 			e.sim.AddN(1, plugchoice.StatusProcessing)
 			e.sim.AddN(n-11, plugchoice.StatusReady)
-		} else {
+			inflight = e.sim.AddN(10, plugchoice.StatusPending)
+		default:
 			e.sim.AddN(n-10, plugchoice.StatusReady)
+			inflight = e.sim.AddN(10, plugchoice.StatusPending)
 		}
-		inflight := e.sim.AddN(10, plugchoice.StatusPending)
 		c, err := e.client(nil)
 		if err != nil {
 			e.close()
