@@ -93,6 +93,8 @@ type Config struct {
 	// order; the registry (sinks/registry) decodes and validates each kind's block.
 	Sinks []SinkEntry `ignored:"true"`
 
+	PollIntervalActive time.Duration `envconfig:"POLL_INTERVAL_ACTIVE" default:"10s" desc:"time between polls while any export is pending or processing, plus the same jitter (at least 1s, at most POLL_INTERVAL; the default is cut to a shorter POLL_INTERVAL)"`
+
 	// Warnings are things worth logging that do not stop the program: unknown
 	// EXPORTBRIDGE_ variables (typos), settings that have no effect.
 	Warnings []string `ignored:"true"`

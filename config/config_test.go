@@ -70,6 +70,7 @@ func defaults() config.Config {
 	return config.Config{
 		APIURL:               "https://app.plugchoice.com/api/v3",
 		PollInterval:         30 * time.Second,
+		PollIntervalActive:   10 * time.Second,
 		FullSyncInterval:     10 * time.Minute,
 		HTTPTimeout:          20 * time.Second,
 		StateDir:             "./data",
@@ -113,12 +114,19 @@ func TestLoadGood(t *testing.T) {
 		{"durations", e("POLL_INTERVAL", "1s", "FULL_SYNC_INTERVAL", "1s", "HTTP_TIMEOUT", "1500ms", "RETRY_MAX_ELAPSED", "1h30m",
 			"WEBHOOK_TIMEOUT", "3s", "SHUTDOWN_TIMEOUT", "1m", "WEBHOOK_URLS", "https://h.example/x"), func(c *config.Config) {
 			c.PollInterval, c.FullSyncInterval, c.HTTPTimeout = time.Second, time.Second, 1500*time.Millisecond
+			c.PollIntervalActive = time.Second // the 10s default, cut to POLL_INTERVAL
 			c.RetryMaxElapsed, c.WebhookTimeout, c.ShutdownTimeout = 90*time.Minute, 3*time.Second, time.Minute
 			c.WebhookURLs = config.List{"https://h.example/x"}
 		}},
 		{"booleans strict forms", e("EMIT_EXISTING", "true", "EMIT_REMOVED", "1", "STDOUT", "TRUE", "NATS_JETSTREAM", "0", "NATS_URL", "nats://127.0.0.1:4222"), func(c *config.Config) {
 			c.EmitExisting, c.EmitRemoved, c.Stdout, c.NATSJetStream = true, true, true, false
 			c.NATSURL = config.List{"nats://127.0.0.1:4222"}
+		}},
+		{"active poll interval", e("POLL_INTERVAL", "1m", "POLL_INTERVAL_ACTIVE", "2s"), func(c *config.Config) {
+			c.PollInterval, c.PollIntervalActive = time.Minute, 2*time.Second
+		}},
+		{"active poll interval equal to poll interval", e("POLL_INTERVAL", "5s", "POLL_INTERVAL_ACTIVE", "5s"), func(c *config.Config) {
+			c.PollInterval, c.PollIntervalActive = 5*time.Second, 5*time.Second
 		}},
 		{"api budget zero is automatic", e("API_BUDGET", "0"), func(c *config.Config) {}},
 		{"server and admin", e("STATE_DIR", "/data", "LISTEN_ADDR", "", "ADMIN_ADDR", "0.0.0.0:9091", "ADMIN_TOKEN", adminToken,
@@ -195,6 +203,9 @@ func TestLoadProblems(t *testing.T) {
 		{"poll interval bare number", e("POLL_INTERVAL", "30"), "POLL_INTERVAL", "not a duration"},
 		{"poll interval empty", e("POLL_INTERVAL", ""), "POLL_INTERVAL", `"" is not a duration`},
 		{"poll interval too short", e("POLL_INTERVAL", "500ms"), "POLL_INTERVAL", "at least 1s"},
+		{"active poll interval longer than poll", e("POLL_INTERVAL", "30s", "POLL_INTERVAL_ACTIVE", "1m"), "POLL_INTERVAL_ACTIVE", "1m0s is longer than EXPORTBRIDGE_POLL_INTERVAL 30s (expected at most the poll interval)"},
+		{"active poll interval too short", e("POLL_INTERVAL_ACTIVE", "100ms"), "POLL_INTERVAL_ACTIVE", "at least 1s"},
+		{"active poll interval not a duration", e("POLL_INTERVAL_ACTIVE", "10"), "POLL_INTERVAL_ACTIVE", "not a duration"},
 		{"full sync shorter than poll", e("POLL_INTERVAL", "1m", "FULL_SYNC_INTERVAL", "30s"), "FULL_SYNC_INTERVAL", "at least the poll interval"},
 		{"http timeout zero", e("HTTP_TIMEOUT", "0s"), "HTTP_TIMEOUT", "not positive"},
 		{"retry negative", e("RETRY_MAX_ELAPSED", "-1h"), "RETRY_MAX_ELAPSED", "not positive"},
@@ -633,8 +644,8 @@ CONFIG_FILE POLL_INTERVAL_ACTIVE SINK_FAILURE_ALERT STORE STORE_NATS_URL STORE_N
 
 // notYet are SPEC settings this version does not have yet (each names its issue).
 var notYet = map[string]bool{
-	"POLL_INTERVAL_ACTIVE": true, "SINK_FAILURE_ALERT": true, // issues 12 and 13
-	"STORE": true, "STORE_NATS_URL": true, "STORE_NATS_REPLICAS": true, "LEASE_TTL": true, // issue 16
+	"SINK_FAILURE_ALERT": true,                                                                         // issue 13
+	"STORE":              true, "STORE_NATS_URL": true, "STORE_NATS_REPLICAS": true, "LEASE_TTL": true, // issue 16
 }
 
 var specSecrets = []string{"API_TOKEN", "ADMIN_TOKEN", "NATS_TOKEN", "NATS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_TOKEN", "WEBHOOK_SECRET"}
@@ -668,7 +679,8 @@ func TestTable(t *testing.T) {
 		"LOG_LEVEL": "`info`", "LOG_FORMAT": "`json`", "RETRY_MAX_ELAPSED": "`24h`", "NATS_SUBJECT_PREFIX": "`plugchoice.exports`",
 		"NATS_EVENTS": "`*`", "SLACK_EVENTS": "`ready,failed,bridge`", "WEBHOOK_TIMEOUT": "`10s`", "WEBHOOK_CONCURRENCY": "`4`",
 		"WEBHOOK_EVENTS": "`*`", "POLL_FAILURE_THRESHOLD": "`5`", "SHUTDOWN_TIMEOUT": "`10s`", "EMIT_EXISTING": "`false`",
-		"API_BUDGET": "80% of X-RateLimit-Limit",
+		"POLL_INTERVAL_ACTIVE": "`10s`",
+		"API_BUDGET":           "80% of X-RateLimit-Limit",
 	}
 	for _, v := range specVars {
 		cells, ok := rows[config.Prefix+v]

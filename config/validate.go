@@ -33,6 +33,14 @@ func (l *loader) validate() {
 	}
 
 	l.positive("POLL_INTERVAL", c.PollInterval, time.Second)
+	l.positive("POLL_INTERVAL_ACTIVE", c.PollIntervalActive, time.Second)
+	if ok("POLL_INTERVAL") && ok("POLL_INTERVAL_ACTIVE") && c.PollIntervalActive > c.PollInterval {
+		if l.set["POLL_INTERVAL_ACTIVE"] {
+			l.problem("POLL_INTERVAL_ACTIVE", "%s is longer than EXPORTBRIDGE_POLL_INTERVAL %s (expected at most the poll interval)", c.PollIntervalActive, c.PollInterval)
+		} else {
+			c.PollIntervalActive = c.PollInterval // the default, on a shorter POLL_INTERVAL
+		}
+	}
 	if ok("POLL_INTERVAL") && ok("FULL_SYNC_INTERVAL") && c.FullSyncInterval < c.PollInterval {
 		l.problem("FULL_SYNC_INTERVAL", "%s is shorter than EXPORTBRIDGE_POLL_INTERVAL %s (expected at least the poll interval)", c.FullSyncInterval, c.PollInterval)
 	}

@@ -181,7 +181,7 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	}
 	b.poller, err = poller.New(poller.Options{
 		Client: b.client, Store: st, Query: baseQuery(cfg), Source: source(cfg),
-		Interval: cfg.PollInterval, FullSyncInterval: cfg.FullSyncInterval,
+		Interval: cfg.PollInterval, ActiveInterval: cfg.PollIntervalActive, FullSyncInterval: cfg.FullSyncInterval,
 		EmitExisting: cfg.EmitExisting, EmitRemoved: cfg.EmitRemoved,
 		FailureThreshold: cfg.PollFailureThreshold, Route: b.route, Notify: b.notify,
 		Health: b.health, Logger: log, Metrics: m,
