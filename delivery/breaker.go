@@ -80,7 +80,8 @@ func (r *run) limit() int {
 	return max(min(r.d.o.Concurrency, BreakerThreshold-b.failures), 1)
 }
 
-// mayProbe reports whether the breaker is open and its next probe may start now.
+// mayProbe reports whether the next probe of an open breaker may start now: nothing in
+// flight (one probe at a time) and its backoff over.
 func (r *run) mayProbe(now time.Time) bool {
 	return r.inflight == 0 && !now.Before(r.br.probeAt)
 }
