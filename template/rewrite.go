@@ -1,6 +1,7 @@
 package template
 
 import (
+	"reflect"
 	"text/template/parse"
 )
 
@@ -11,7 +12,8 @@ import (
 //   - every field chain (.a.b, $x.a.b, (pipe).a.b) becomes a call of _get, which
 //     answers "" for a missing key, a null, or a key on something that is not an object
 //     (and reads a method or field of a Go value, as text/template would);
-//   - every printing action gets a final `| _show`, which prints a nil as nothing.
+//   - every printing action that can end in a nil gets a final `| _show`, which prints
+//     a nil as nothing.
 // Positions are kept, so execution errors still point at the user's line and column.
 
 func rewriteTree(t *parse.Tree) {
@@ -34,7 +36,7 @@ func rewriteNode(n parse.Node) {
 	switch n := n.(type) {
 	case *parse.ActionNode:
 		rewritePipe(n.Pipe)
-		if len(n.Pipe.Decl) == 0 {
+		if len(n.Pipe.Decl) == 0 && mayBeNil(n.Pipe) {
 			n.Pipe.Cmds = append(n.Pipe.Cmds, &parse.CommandNode{
 				NodeType: parse.NodeCommand, Pos: n.Pos,
 				Args: []parse.Node{ident(fnShow, n.Pos)},
@@ -70,22 +72,90 @@ func rewritePipe(p *parse.PipeNode) {
 			// "2006": it keeps Go's own evaluation.
 			if i == 0 && (len(c.Args) > 1 || ci > 0) {
 				if ch, ok := a.(*parse.ChainNode); ok {
-					ch.Node = rewriteArg(ch.Node)
+					ch.Node = rewriteArg(ch.Node, true)
 				}
 				continue
 			}
-			c.Args[i] = rewriteArg(a)
+			var nilOK bool
+			switch {
+			case i > 0:
+				nilOK = takesNil(c, i)
+			case len(c.Args) == 1 && ci+1 < len(p.Cmds):
+				// A lone field whose value the next command receives as its last argument.
+				next := p.Cmds[ci+1]
+				nilOK = takesNil(next, -1)
+			default:
+				// The value of the pipeline: printed (through _show), or the condition of
+				// an if, with or range, where nil is simply false.
+				nilOK = true
+			}
+			c.Args[i] = rewriteArg(a, nilOK)
 		}
 	}
 }
 
-// rewriteArg returns the node to evaluate in place of a: a lookup for field chains, the
-// node itself (with its own pipelines rewritten) otherwise.
-func rewriteArg(a parse.Node) parse.Node {
+// takesNil reports whether the function of command c accepts a nil (a missing key, a
+// JSON null) as its argument i (-1: the value piped into it, its last parameter) and
+// does something sensible with it. If not, a field given there is read through _get,
+// which gives "" instead: `.Export.error_message | trunc 200` works on a null.
+func takesNil(c *parse.CommandNode, i int) bool {
+	id, ok := c.Args[0].(*parse.IdentifierNode)
+	if !ok {
+		return false
+	}
+	switch id.Ident {
+	case "and", "or", "not", "eq", "ne":
+		return true // builtins that read a nil as false / compare it
+	}
+	fn, ok := funcs[id.Ident]
+	if !ok {
+		return false // other builtins (print, printf, len, index...) show or refuse a nil
+	}
+	ft := reflect.TypeOf(fn)
+	if ft.Kind() != reflect.Func {
+		return false
+	}
+	n := ft.NumIn()
+	param := i - 1 // Args[0] is the function itself
+	if i < 0 {
+		param = n - 1
+	}
+	var pt reflect.Type
+	switch {
+	case ft.IsVariadic() && param >= n-1:
+		pt = ft.In(n - 1).Elem()
+	case param >= 0 && param < n:
+		pt = ft.In(param)
+	default:
+		return false
+	}
+	return pt.Kind() == reflect.Interface
+}
+
+// rewriteArg returns the node to evaluate in place of a: a lookup for field chains
+// (read natively as far as that is safe), the node itself (with its own pipelines
+// rewritten) otherwise. nilOK says whether the place of a accepts a nil.
+func rewriteArg(a parse.Node, nilOK bool) parse.Node {
 	switch a := a.(type) {
 	case *parse.FieldNode:
-		dot := &parse.DotNode{NodeType: parse.NodeDot, Pos: a.Pos}
-		return lookup(a.Pos, dot, a.Ident)
+		// text/template reads a field of a map natively (and fast); it fails only on a
+		// field of a nil (a JSON null), and gives a nil for a missing key. The first
+		// key is read on dot, a map; the second too when the first is one of the data's
+		// own names (never null). What follows goes through _get, and so does all of it
+		// where a nil is not welcome.
+		native := 1
+		if len(a.Ident) > 1 && rootNames[a.Ident[0]] {
+			native = 2
+		}
+		if len(a.Ident) <= native && nilOK {
+			return a
+		}
+		if !nilOK {
+			dot := &parse.DotNode{NodeType: parse.NodeDot, Pos: a.Pos}
+			return lookup(a.Pos, dot, a.Ident)
+		}
+		head := &parse.FieldNode{NodeType: parse.NodeField, Pos: a.Pos, Ident: a.Ident[:native]}
+		return lookup(a.Pos, head, a.Ident[native:])
 	case *parse.VariableNode:
 		if len(a.Ident) < 2 {
 			return a
@@ -93,12 +163,35 @@ func rewriteArg(a parse.Node) parse.Node {
 		root := &parse.VariableNode{NodeType: parse.NodeVariable, Pos: a.Pos, Ident: a.Ident[:1]}
 		return lookup(a.Pos, root, a.Ident[1:])
 	case *parse.ChainNode:
-		return lookup(a.Pos, rewriteArg(a.Node), a.Field)
+		return lookup(a.Pos, rewriteArg(a.Node, true), a.Field)
 	case *parse.PipeNode:
 		rewritePipe(a)
 		return a
 	}
 	return a
+}
+
+// rootNames are the keys of the data's root: their values are never nil.
+var rootNames = map[string]bool{"Event": true, "Export": true, "Bridge": true, "Sink": true}
+
+// mayBeNil reports whether a printing pipeline can end in a nil or a missing value: when
+// its last command is a function whose result is a concrete type (humanBytes, upper,
+// toJson), it cannot, and no _show is needed.
+func mayBeNil(p *parse.PipeNode) bool {
+	if len(p.Cmds) == 0 {
+		return false
+	}
+	last := p.Cmds[len(p.Cmds)-1]
+	id, ok := last.Args[0].(*parse.IdentifierNode)
+	if !ok {
+		return true
+	}
+	fn, ok := funcs[id.Ident]
+	if !ok {
+		return true // a builtin (index, and, or, ...)
+	}
+	ft := reflect.TypeOf(fn)
+	return ft.Kind() != reflect.Func || ft.NumOut() == 0 || ft.Out(0).Kind() == reflect.Interface
 }
 
 // lookup builds `(_get root "k1" "k2" ...)`.

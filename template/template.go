@@ -38,6 +38,11 @@ const MaxBody = 1 << 20
 // ErrTooLarge is the cause of an *Error for a render over MaxBody.
 var ErrTooLarge = fmt.Errorf("the rendered payload exceeds %d bytes (1 MiB)", MaxBody)
 
+// ErrMention is the cause of an *Error for a Slack render that would mention someone
+// (<!here>, <@U123>, <#C123>) although the template itself writes no such sequence: a
+// value from the API placed right after a literal "<", or decoded by a function.
+var ErrMention = errors.New("the rendered text holds a Slack mention or channel link (<!, <@ or <#) that the template itself does not write: refused, so that a value from the API can never ping anyone (place API values in text, not right after a literal <)")
+
 // Error is a template that does not parse or does not render. Key is the path of the
 // template in the sink's settings (webhook.body.title, slack.blocks[1].text.text), Line
 // and Column its position inside that template, both counted from 1 (Column 0 when Go's
@@ -172,16 +177,20 @@ type renderer struct {
 
 var renderers = sync.Pool{New: func() any { return new(renderer) }}
 
-func (r *renderer) execute(l *leaf, data any, w *bytes.Buffer, max int) error {
-	r.limit = limitWriter{w: w, left: max}
-	if err := l.t.Execute(&r.limit, data); err != nil {
+func (r *renderer) execute(l *leaf, data map[string]any, w *bytes.Buffer, max int) error {
+	start := w.Len()
+	if l.fast != nil && useFast {
+		if err := renderFast(l.fast, data, w, max); err != nil {
+			return &Error{Key: l.key, Msg: ErrTooLarge.Error(), Err: ErrTooLarge}
+		}
+	} else if err := l.t.Execute(r.limitTo(w, max), data); err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return &Error{Key: l.key, Msg: ErrTooLarge.Error(), Err: ErrTooLarge}
 		}
 		return newError(l.key, err)
 	}
-	if r.mode == Slack && !l.mentions && hasMention(w.Bytes()) {
-		return &Error{Key: l.key, Msg: "the rendered text holds a Slack mention or channel link (<!, <@ or <#) that the template itself does not write: refused, so that a value from the API can never ping anyone (place API values in text, not right after a literal <)"}
+	if r.mode == Slack && !l.mentions && hasMention(w.Bytes()[start:]) {
+		return &Error{Key: l.key, Msg: ErrMention.Error(), Err: ErrMention}
 	}
 	return nil
 }
@@ -202,6 +211,14 @@ func hasMention(b []byte) bool {
 	}
 }
 
+func (r *renderer) limitTo(w *bytes.Buffer, max int) *limitWriter {
+	r.limit = limitWriter{w: w, left: max}
+	return &r.limit
+}
+
+// useFast is false in the test that holds the fast path equal to text/template.
+var useFast = true
+
 // limitWriter refuses to grow the output past MaxBody, so a runaway `range` stops there
 // instead of filling memory.
 type limitWriter struct {
@@ -221,13 +238,13 @@ var _ io.Writer = (*limitWriter)(nil)
 
 // node is one compiled part of a structure.
 type node interface {
-	render(r *renderer, data any) error
+	render(r *renderer, data map[string]any) error
 }
 
 // literal is a part without templates, JSON-encoded once at compile time.
 type literal []byte
 
-func (l literal) render(r *renderer, _ any) error {
+func (l literal) render(r *renderer, _ map[string]any) error {
 	if r.out.Len()+len(l) > MaxBody {
 		return errTooLargeAt(r, "")
 	}
@@ -241,7 +258,7 @@ type object struct {
 	vals  []node
 }
 
-func (o *object) render(r *renderer, data any) error {
+func (o *object) render(r *renderer, data map[string]any) error {
 	r.out.WriteByte('{')
 	for i, v := range o.vals {
 		if i > 0 {
@@ -264,7 +281,7 @@ type list struct {
 	vals []node
 }
 
-func (l *list) render(r *renderer, data any) error {
+func (l *list) render(r *renderer, data map[string]any) error {
 	r.out.WriteByte('[')
 	for i, v := range l.vals {
 		if i > 0 {
@@ -292,9 +309,10 @@ type leaf struct {
 	// mentions: the source itself writes <!, <@ or <# (a deliberate @here): the Slack
 	// guard in execute then lets such sequences through.
 	mentions bool
+	fast     []fastPart // set when the leaf is only text and lookups (fast.go)
 }
 
-func (l *leaf) render(r *renderer, data any) error {
+func (l *leaf) render(r *renderer, data map[string]any) error {
 	left := MaxBody - r.out.Len() - 2 // the quotes
 	if left < 0 {
 		return errTooLargeAt(r, l.key)
@@ -315,10 +333,14 @@ func compileLeaf(key, src string) (*leaf, error) {
 	if err != nil {
 		return nil, newError(key, err)
 	}
+	var fast []fastPart
+	if len(t.Templates()) == 1 {
+		fast = compileFast(t.Tree)
+	}
 	for _, tt := range t.Templates() {
 		rewriteTree(tt.Tree)
 	}
-	return &leaf{key: key, t: t, mentions: hasMention([]byte(src))}, nil
+	return &leaf{key: key, t: t, mentions: hasMention([]byte(src)), fast: fast}, nil
 }
 
 func compileNode(key string, v any) (node, error) {
