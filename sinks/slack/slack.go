@@ -16,6 +16,7 @@ import (
 	"time"
 
 	slackapi "github.com/slack-go/slack"
+	"golang.org/x/time/rate"
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
@@ -58,6 +59,7 @@ type Sink struct {
 	meta    MetaStore
 
 	names *strings.Replacer // {token} and friends -> the user's spelling
+	pacer *rate.Limiter     // the channel's pace (pace.go)
 }
 
 var (
@@ -116,6 +118,7 @@ func NewSink(o Options) (*Sink, error) {
 		}
 		s.webhook = webhook
 		s.webhookShown = shownURL(webhook)
+		s.pacer = pacerFor("webhook " + webhook)
 		return s, nil
 	}
 
@@ -138,6 +141,7 @@ func NewSink(o Options) (*Sink, error) {
 	s.api = slackapi.New(token, opts...)
 	s.channel = channel
 	s.meta = o.Meta
+	s.pacer = pacerFor("bot " + strings.TrimSpace(o.APIURL) + " " + channel)
 	return s, nil
 }
 
@@ -174,6 +178,9 @@ func (s *Sink) postWebhook(ctx context.Context, msg Message) error {
 	var got hookResponse
 	client := *s.hc
 	client.Transport = captureTransport{base: s.hc.Transport, out: &got}
+	if err := s.pace(ctx); err != nil {
+		return err
+	}
 	err := slackapi.PostWebhookCustomHTTPContext(ctx, s.webhook, &client, wm)
 	if err != nil {
 		return s.classify("slack webhook "+s.webhookShown, err, &got)
@@ -204,6 +211,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 	}
 	updated := false
 	if ref != nil && ref.Target == s.channel {
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
 		_, _, _, err := s.api.UpdateMessageContext(ctx, ref.Channel, ref.TS,
 			slackapi.MsgOptionText(msg.Text, false), slackapi.MsgOptionBlocks(msg.Blocks...))
 		if err != nil {
@@ -233,6 +243,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 		log.Debug("slack message posted", "channel", ch, "ts", ts)
 	}
 	if msg.Reply != nil {
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
 		_, _, err := s.api.PostMessageContext(ctx, ref.Channel,
 			slackapi.MsgOptionText(msg.Reply.Text, false), slackapi.MsgOptionBlocks(msg.Reply.Blocks...),
 			slackapi.MsgOptionTS(ref.TS), slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())
@@ -246,6 +259,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 
 // post posts msg to the configured channel and returns the channel ID and ts.
 func (s *Sink) post(ctx context.Context, msg Message) (string, string, error) {
+	if err := s.pace(ctx); err != nil {
+		return "", "", err
+	}
 	ch, ts, err := s.api.PostMessageContext(ctx, s.channel,
 		slackapi.MsgOptionText(msg.Text, false), slackapi.MsgOptionBlocks(msg.Blocks...),
 		slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())
