@@ -38,6 +38,16 @@ type Data struct {
 // Mode is the mode the data was prepared for.
 func (d *Data) Mode() Mode { return d.mode }
 
+// SetVars gives templates the sink's `vars` as .Vars: values of the user's own (a
+// PagerDuty routing key read from a secret), shown as they are, in either mode.
+func (d *Data) SetVars(vars map[string]string) {
+	m := make(map[string]any, len(vars))
+	for k, v := range vars {
+		m[k] = v
+	}
+	d.root["Vars"] = m
+}
+
 // Map returns the data as templates see it (for `template render` and tests).
 func (d *Data) Map() map[string]any { return d.root }
 
@@ -59,6 +69,7 @@ type wire struct {
 //	         (empty for bridge.* events)
 //	.Bridge  for bridge.* events: their data, plus kind, message, count and since
 //	.Sink    name
+//	.Vars    the sink's own values (SetVars), empty until set
 func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 	dec := json.NewDecoder(bytes.NewReader(e.Body))
 	dec.UseNumber()
@@ -97,6 +108,7 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 		"Export": exp,
 		"Bridge": bridge,
 		"Sink":   map[string]any{"name": sink},
+		"Vars":   map[string]any{},
 	}
 	if mode == Slack {
 		// The sink name and the bridge's own words are escaped too: simpler to reason

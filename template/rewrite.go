@@ -95,42 +95,18 @@ func rewritePipe(p *parse.PipeNode) {
 }
 
 // takesNil reports whether the function of command c accepts a nil (a missing key, a
-// JSON null) as its argument i (-1: the value piped into it, its last parameter) and
-// does something sensible with it. If not, a field given there is read through _get,
-// which gives "" instead: `.Export.error_message | trunc 200` works on a null.
-func takesNil(c *parse.CommandNode, i int) bool {
+// JSON null) as its argument i (-1: the value piped into it) and gives back something
+// else. Elsewhere a field is read through _get, which gives "" instead: a nil passed on
+// (`default .Export.type` on a bridge event returns it) would fail the next function
+// that wants a string, as in `.Export.error_message | trunc 200`.
+func takesNil(c *parse.CommandNode, _ int) bool {
 	id, ok := c.Args[0].(*parse.IdentifierNode)
-	if !ok {
-		return false
-	}
-	switch id.Ident {
-	case "and", "or", "not", "eq", "ne":
-		return true // builtins that read a nil as false / compare it
-	}
-	fn, ok := funcs[id.Ident]
-	if !ok {
-		return false // other builtins (print, printf, len, index...) show or refuse a nil
-	}
-	ft := reflect.TypeOf(fn)
-	if ft.Kind() != reflect.Func {
-		return false
-	}
-	n := ft.NumIn()
-	param := i - 1 // Args[0] is the function itself
-	if i < 0 {
-		param = n - 1
-	}
-	var pt reflect.Type
-	switch {
-	case ft.IsVariadic() && param >= n-1:
-		pt = ft.In(n - 1).Elem()
-	case param >= 0 && param < n:
-		pt = ft.In(param)
-	default:
-		return false
-	}
-	return pt.Kind() == reflect.Interface
+	return ok && nilTakers[id.Ident]
 }
+
+// nilTakers read a nil for what it is: toJson writes null, the others show nothing or
+// compare it.
+var nilTakers = map[string]bool{"toJson": true, "mustToJson": true, "humanBytes": true, "humanDuration": true, "eq": true, "ne": true, "not": true}
 
 // rewriteArg returns the node to evaluate in place of a: a lookup for field chains
 // (read natively as far as that is safe), the node itself (with its own pipelines
@@ -172,7 +148,7 @@ func rewriteArg(a parse.Node, nilOK bool) parse.Node {
 }
 
 // rootNames are the keys of the data's root: their values are never nil.
-var rootNames = map[string]bool{"Event": true, "Export": true, "Bridge": true, "Sink": true}
+var rootNames = map[string]bool{"Event": true, "Export": true, "Bridge": true, "Sink": true, "Vars": true}
 
 // mayBeNil reports whether a printing pipeline can end in a nil or a missing value: when
 // its last command is a function whose result is a concrete type (humanBytes, upper,
