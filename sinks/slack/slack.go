@@ -20,6 +20,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // DefaultTimeout bounds one request to Slack.
@@ -41,6 +42,10 @@ type Options struct {
 	// Setting names a setting (token, webhook_url, channel, api_url) the way the user
 	// wrote it, for the hints in error messages; nil: the key itself.
 	Setting func(key string) string
+	// Text and Blocks are the sink's own templates (template.go); empty: the built-in
+	// message.
+	Text   string
+	Blocks any
 }
 
 // Sink delivers events to Slack. It is safe for concurrent use.
@@ -60,6 +65,7 @@ type Sink struct {
 
 	names *strings.Replacer // {token} and friends -> the user's spelling
 	pacer *rate.Limiter     // the channel's pace (pace.go)
+	tpl   *templates        // the sink's own text and blocks (template.go), or nil
 }
 
 var (
@@ -109,6 +115,15 @@ func NewSink(o Options) (*Sink, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	s := &Sink{name: name, log: logger, hc: hc, names: names}
+	tpl, err := compileTemplates(name, o.Text, o.Blocks)
+	if err != nil {
+		var te *template.Error
+		if errors.As(err, &te) && te.Key != "" {
+			return nil, fmt.Errorf("slack sink %s: %s: %s", name, sinks.SettingNames(o.Setting, Kind, te.Key).Replace("{"+te.Key+"}"), te.Detail())
+		}
+		return nil, fmt.Errorf("slack sink %s: %w", name, err)
+	}
+	s.tpl = tpl
 
 	if webhook != "" {
 		u, err := url.Parse(webhook)
@@ -160,6 +175,12 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	msg, err := Render(ce)
 	if err != nil {
 		return sinks.Permanent(fmt.Errorf("slack: %w", err))
+	}
+	if s.tpl != nil {
+		if msg, err = s.tpl.apply(e, msg); err != nil {
+			// It would fail the same way on every retry.
+			return sinks.Permanent(fmt.Errorf("slack: event %s: template %w", e.ID, err))
+		}
 	}
 	if s.webhook != "" {
 		return s.postWebhook(ctx, msg)
