@@ -81,3 +81,76 @@ func BenchmarkLoadSnapshot100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(fi.Size()), "file-bytes")
 }
+
+// benchRing runs fn against a store with the ring of recent events (DefaultRecent) and
+// without it (Recent: -1): the cost the status page adds to the hot paths.
+func benchRing(b *testing.B, fn func(b *testing.B, s *store.Store)) {
+	for _, tc := range []struct {
+		name   string
+		recent int
+	}{{"ring", 0}, {"noring", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := store.Open(b.TempDir(), store.Options{Recent: tc.recent})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			fn(b, s)
+		})
+	}
+}
+
+// BenchmarkRecentCommitCycle: one poll cycle queueing 10 events for 2 sinks (a busy
+// account's cycle), with and without the ring.
+func BenchmarkRecentCommitCycle(b *testing.B) {
+	benchRing(b, func(b *testing.B, s *store.Store) {
+		c := cycle(10, "webhook", "slack")
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.CommitCycle(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkRecentSettle: a dispatcher's settle transaction acking 10 delivered events,
+// with and without the ring (the events were queued by a cycle, so the ring has them).
+func BenchmarkRecentSettle(b *testing.B) {
+	benchRing(b, func(b *testing.B, s *store.Store) {
+		c := cycle(10, "webhook")
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			if err := s.CommitCycle(c); err != nil {
+				b.Fatal(err)
+			}
+			recs, err := s.Pending("webhook", 0, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			acks := make([]uint64, len(recs))
+			for i, r := range recs {
+				acks[i] = r.Seq
+			}
+			b.StartTimer()
+			if err := s.Settle("webhook", store.Settlement{Acks: acks}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkInFlight100k: what one render of the status page costs the store to find the
+// exports in flight among 100k.
+func BenchmarkInFlight100k(b *testing.B) {
+	s := open(b, b.TempDir())
+	fill(b, s, 100_000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, n, err := s.InFlight(50); err != nil || n != 0 {
+			b.Fatalf("InFlight: %d, %v", n, err)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,13 +64,18 @@ type Options struct {
 	// LockTimeout is how long Open waits for a store held by another process
 	// (default 1s).
 	LockTimeout time.Duration
+	// Recent is how many recent events the ring of the status page keeps (default
+	// DefaultRecent, at most MaxRecent; negative: no ring).
+	Recent int
 }
 
 // Store is the open store.
 type Store struct {
-	db   *bolt.DB
-	dir  string
-	path string
+	db     *bolt.DB
+	dir    string
+	path   string
+	recent int                            // ring capacity; 0: no ring
+	onPoll atomic.Pointer[func(PollInfo)] // see OnPoll
 }
 
 type lockedError struct{ dir, path string }
@@ -106,7 +112,10 @@ func Open(dir string, opt Options) (*Store, error) {
 	// bbolt grows the file 16 MB at a time by default; smaller steps keep a small
 	// store's file small, at the cost of a few more (rare) file extensions.
 	db.AllocSize = allocSize
-	s := &Store{db: db, dir: dir, path: path}
+	s := &Store{db: db, dir: dir, path: path, recent: min(opt.Recent, MaxRecent)}
+	if opt.Recent == 0 {
+		s.recent = DefaultRecent
+	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -120,6 +129,9 @@ func (s *Store) init() error {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
+		}
+		if err := initRecent(tx); err != nil {
+			return err
 		}
 		st := tx.Bucket(bktState)
 		if v := st.Get(keySchema); v != nil {
@@ -239,12 +251,27 @@ func (s *Store) CommitCycle(c Cycle) error {
 			}
 		}
 		q := queues{tx: tx}
-		for _, r := range c.Events {
+		rg := s.ringOf(tx)
+		var seqs []uint64
+		for i, r := range c.Events {
+			seqs = seqs[:0]
 			for _, sink := range r.Sinks {
 				rec := newRecord(r.Event, now)
-				if _, err := q.append(sink, &rec); err != nil {
+				seq, err := q.append(sink, &rec)
+				if err != nil {
 					return err
 				}
+				seqs = append(seqs, seq)
+			}
+			if rg != nil && i >= len(c.Events)-rg.cap {
+				if err := rg.add(&c.Events[i].Event, r.Sinks, seqs); err != nil {
+					return err
+				}
+			}
+		}
+		if rg != nil {
+			if err := rg.flush(); err != nil {
+				return err
 			}
 		}
 		st := tx.Bucket(bktState)
@@ -259,7 +286,25 @@ func (s *Store) CommitCycle(c Cycle) error {
 	if err != nil {
 		return fmt.Errorf("commit cycle: %w", err)
 	}
+	s.polled(c.Poll)
 	return nil
+}
+
+// OnPoll registers fn, called after each poll's facts are committed (CommitCycle and
+// SavePoll), on the committing goroutine: it must be quick and must not call the store.
+// It feeds the status page's in-memory record of recent polls. nil unregisters.
+func (s *Store) OnPoll(fn func(PollInfo)) {
+	if fn == nil {
+		s.onPoll.Store(nil)
+		return
+	}
+	s.onPoll.Store(&fn)
+}
+
+func (s *Store) polled(p PollInfo) {
+	if fn := s.onPoll.Load(); fn != nil {
+		(*fn)(p)
+	}
 }
 
 // SavePoll records the facts of a poll (a failed cycle) alone.
@@ -274,6 +319,7 @@ func (s *Store) SavePoll(p PollInfo) error {
 	if err != nil {
 		return fmt.Errorf("save poll: %w", err)
 	}
+	s.polled(p)
 	return nil
 }
 
@@ -436,12 +482,27 @@ func (s *Store) Settle(sink string, st Settlement) error {
 		return nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, sink, st, true)
+		return s.settle(tx, sink, st, true)
 	})
 	if err != nil {
 		return fmt.Errorf("settle %s: %w", sink, err)
 	}
 	return nil
+}
+
+// settle applies st and records the outcomes in the ring of recent events.
+func (s *Store) settle(tx *bolt.Tx, sink string, st Settlement, skipMissing bool) error {
+	if err := settle(tx, sink, st, skipMissing); err != nil {
+		return err
+	}
+	rg := s.ringOf(tx)
+	if rg == nil {
+		return nil
+	}
+	if err := rg.settled(sink, st, time.Now().UTC()); err != nil {
+		return err
+	}
+	return rg.flush()
 }
 
 func settle(tx *bolt.Tx, sink string, st Settlement, skipMissing bool) error {
@@ -522,7 +583,7 @@ func (s *Store) Ack(sink string, seqs ...uint64) error {
 		return nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, sink, Settlement{Acks: seqs}, true)
+		return s.settle(tx, sink, Settlement{Acks: seqs}, true)
 	})
 	if err != nil {
 		return fmt.Errorf("ack %s: %w", sink, err)
@@ -535,7 +596,7 @@ func (s *Store) Ack(sink string, seqs ...uint64) error {
 // record is not in the outbox.
 func (s *Store) SaveAttempt(r Record) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, r.Sink, Settlement{Attempts: []Record{r}}, false)
+		return s.settle(tx, r.Sink, Settlement{Attempts: []Record{r}}, false)
 	})
 	if err != nil {
 		return fmt.Errorf("save attempt %s/%d: %w", r.Sink, r.Seq, err)
@@ -547,7 +608,7 @@ func (s *Store) SaveAttempt(r Record) error {
 // transaction, with r's attempt state and DeadAt (now when r.DeadAt is zero).
 func (s *Store) DeadLetter(r Record) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, r.Sink, Settlement{Dead: []Record{r}}, false)
+		return s.settle(tx, r.Sink, Settlement{Dead: []Record{r}}, false)
 	})
 	if err != nil {
 		return fmt.Errorf("dead-letter %s/%d: %w", r.Sink, r.Seq, err)
@@ -682,13 +743,20 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 	now := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		q := queues{tx: tx}
+		rg := s.ringOf(tx)
 		var err error
 		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
 			fresh := newRecord(rec.Event, now)
-			_, err := q.append(rec.Sink, &fresh)
-			return err
+			seq, err := q.append(rec.Sink, &fresh)
+			if err != nil || rg == nil {
+				return err
+			}
+			return rg.taken(rec, seq)
 		})
-		return err
+		if err != nil || rg == nil {
+			return err
+		}
+		return rg.flush()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
@@ -700,9 +768,18 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
 	var n int
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		rg := s.ringOf(tx)
 		var err error
-		n, err = takeDead(tx, sink, ids, all, func(Record) error { return nil })
-		return err
+		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
+			if rg == nil {
+				return nil
+			}
+			return rg.taken(rec, 0)
+		})
+		if err != nil || rg == nil {
+			return err
+		}
+		return rg.flush()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
