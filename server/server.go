@@ -53,6 +53,10 @@ type Options struct {
 	// OnReplay is called after a replay that moved at least one dead letter (it wakes
 	// the dispatchers). It must not block.
 	OnReplay func()
+	// Status, when set, serves the status page at GET / of the admin endpoint (only
+	// there, never on Handler's LISTEN_ADDR): its Replay and Purge forms are authorised
+	// like the mutating admin calls, with the admin token kept in a cookie once given.
+	Status *Status
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -112,6 +116,12 @@ func AdminHandler(o Options) http.Handler {
 	route(mux, "/v1/dlq", http.MethodGet, a.list)
 	route(mux, "/v1/dlq/replay", http.MethodPost, a.mutate("replay"))
 	route(mux, "/v1/dlq/purge", http.MethodPost, a.mutate("purge"))
+	if o.Status != nil {
+		p := newStatusPage(a, *o.Status)
+		p.routes(mux)
+		mux.HandleFunc("/", p.root)
+		return mux
+	}
 	mux.HandleFunc("/", notFound)
 	return mux
 }
