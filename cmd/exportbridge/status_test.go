@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/server"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
+)
+
+var updateDocs = flag.Bool("update-docs", false, "write the status page screenshot of TestStatusPageInBrowser to docs/status-page.png")
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts headless Chromium for the test (the flags of the machine notes: no
+// sandbox as root, no background networking on a closed network, an empty profile).
+// Without the browser the test skips with how to install it, or fails when CI=true.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		msg := fmt.Sprintf("no browser at %s (%v): install it with `apt-get update && apt-get install -y chromium`", chromiumPath, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// Start the browser now, on the context without a timeout (it lives as long as it).
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	return ctx
+}
+
+// step runs one browser step with a bound, failing the test on error.
+func step[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(sctx, a)
+	if err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+	return v
+}
+
+func shot(t *testing.T, ctx context.Context, name string) []byte {
+	t.Helper()
+	png := step(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s (%d KB)", path, len(png)/1024)
+	return png
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func deadLetters(t *testing.T, adminURL string) []server.DeadLetter {
+	t.Helper()
+	code, body := get(t, adminURL+"/v1/dlq")
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/dlq: %d %s", code, body)
+	}
+	var r server.DeadLettersResponse
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.DeadLetters
+}
+
+// TestStatusPageInBrowser: a bridge against the simulated API with one healthy webhook
+// and one answering 410, looked at in headless Chromium: every section shows the
+// bridge's state, a hostile filename is text, a POST without the CSRF token changes
+// nothing, Replay delivers the dead letter once, and the page fits a 390 px phone.
+func TestStatusPageInBrowser(t *testing.T) {
+	ctx := browser(t)
+	var dialogs []string
+	var mu sync.Mutex
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			mu.Lock()
+			dialogs = append(dialogs, d.Message)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var problems []string // console errors, warnings and exceptions
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleException || m.Type == "error" || m.Type == "warning" || m.Type == "assert" {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("%s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line))
+				mu.Unlock()
+			}
+		}
+	}()
+
+	sim, apiURL := newSim(t, simToken)
+	sim.AddN(3, "ready")
+	pending := sim.AddN(2, "pending")
+	key := make([]byte, 32)
+	rand.Read(key)
+	good, gone := newHookKey(t, key), newHookKey(t, key)
+	gone.setStatus(func(*http.Request) int { return http.StatusGone })
+	env := baseEnv(apiURL, t.TempDir())
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = good.URL + "?tenant=acme-secret-query," + gone.URL
+	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = good.Secret
+	env["EXPORTBRIDGE_ADMIN_ADDR"] = bridgetest.FreeAddr(t)
+	env["EXPORTBRIDGE_LISTEN_ADDR"] = bridgetest.FreeAddr(t)
+	p := start(t, env, "run")
+	adminURL := "http://" + env["EXPORTBRIDGE_ADMIN_ADDR"]
+	p.WaitPolls(1, 60*time.Second)
+
+	// After the baseline: an export with a hostile filename and label becomes ready,
+	// one in flight moves on, one new is requested.
+	evil := "<script>alert('xss')</script>.csv"
+	evilLabel := `Depot <img src=x onerror=alert(1)>`
+	now := time.Now().UTC()
+	completed := now.Format(time.RFC3339)
+	dl := "https://downloads.example/exports/evil.csv"
+	sim.Add(plugchoice.Export{UUID: "0badc0de-0000-4000-8000-000000000001", Type: "sessions", Status: "ready",
+		Filename: &evil, RequestedAt: now.Add(-time.Minute).Format(time.RFC3339), CompletedAt: &completed,
+		DownloadURL: &dl, Subject: &plugchoice.Subject{Type: "site", ID: 9, Label: evilLabel}})
+	sim.SetStatus(pending[0], "processing")
+	sim.AddN(1, "pending")
+
+	var dead server.DeadLetter
+	bridgetest.WaitFor(t, 60*time.Second, "the hostile export dead-lettered at webhook-2", func() bool {
+		for _, d := range deadLetters(t, adminURL) {
+			if d.Subject == "0badc0de-0000-4000-8000-000000000001" && d.Sink == "webhook-2" {
+				dead = d
+				return true
+			}
+		}
+		return false
+	})
+	bridgetest.WaitFor(t, 30*time.Second, "webhook-1 to get the hostile export", func() bool {
+		for _, d := range good.deliveries() {
+			if d.id == dead.EventID {
+				return true
+			}
+		}
+		return false
+	})
+	bridgetest.WaitFor(t, 30*time.Second, "both outboxes drained", func() bool {
+		code, body := get(t, adminURL+"/v1/state")
+		var st server.State
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil {
+			t.Fatalf("GET /v1/state: %d %s", code, body)
+		}
+		return st.Outbox["webhook-1"] == 0 && st.Outbox["webhook-2"] == 0
+	})
+	p.WaitPolls(p.Polls()+2, 60*time.Second)
+
+	// The page, as a browser gets it.
+	step(t, ctx, "open the status page", chromedp.Navigate(adminURL+"/"))
+	text := func(sel string) string {
+		t.Helper()
+		return step(t, ctx, "text of "+sel, chromedp.Text(chromedp.CSS(sel)))
+	}
+	checks := []struct {
+		section string
+		wants   []string
+	}{
+		{"#bridge", []string{version, "bbolt", "default", "Uptime"}},
+		{"#polling", []string{"full", "cheap", "ok", "Budget used"}},
+		{"#in-flight", []string{"processing", "pending"}},
+		{"#sinks", []string{"webhook-1", "webhook-2", "up", "down", "410", "Dead letters"}},
+		{"#dead-letters", []string{"webhook-2", "export.ready", evil, "Replay", "Purge", "Replay all", "Purge all"}},
+		{"#events", []string{"export.ready", "delivered", "dead", evil, "webhook-1", "webhook-2"}},
+	}
+	for _, c := range checks {
+		got := text(c.section)
+		for _, w := range c.wants {
+			// innerText follows the CSS: headings are upper-cased.
+			if !strings.Contains(strings.ToLower(got), strings.ToLower(w)) {
+				t.Errorf("section %s lacks %q; it reads:\n%s", c.section, w, got)
+			}
+		}
+	}
+	if got := text("#sink-webhook-1 .badge"); got != "up" {
+		t.Errorf("webhook-1 card says %q, want up", got)
+	}
+	if got := text("#sink-webhook-2 .badge"); got != "down" {
+		t.Errorf("webhook-2 card says %q, want down", got)
+	}
+	scripts := step(t, ctx, "count script and img elements", chromedp.Evaluate[int]("document.querySelectorAll('script, img').length"))
+	if scripts != 0 {
+		t.Errorf("the page holds %d script or img elements: a hostile value became markup", scripts)
+	}
+	html := step(t, ctx, "page HTML", chromedp.OuterHTML(chromedp.CSS("html")))
+	for _, secret := range []string{simToken, good.Secret, "acme-secret-query", "signature=", "expires="} {
+		if strings.Contains(html, secret) {
+			t.Errorf("the page HTML holds %q (a secret or a signed URL query)", secret)
+		}
+	}
+	desktop := shot(t, ctx, "status.png")
+
+	// 390 px: nothing wider than the screen but the tables' own scroll boxes.
+	step(t, ctx, "390 px viewport", chromedp.EmulateViewport(390, 844))
+	step(t, ctx, "reload", chromedp.Navigate(adminURL+"/"))
+	overflow := step(t, ctx, "page width at 390 px", chromedp.Evaluate[int]("document.documentElement.scrollWidth"))
+	if overflow > 392 {
+		t.Errorf("at a 390 px viewport the page is %d px wide: it scrolls sideways", overflow)
+	}
+	if vis := step(t, ctx, "Replay button on a phone", chromedp.Evaluate[bool](
+		`(() => { const b = document.querySelector('#dead-letters button.replay'); const r = b.getBoundingClientRect(); return r.width > 20 && r.height > 20; })()`)); !vis {
+		t.Errorf("the Replay button has no usable size at 390 px")
+	}
+	shot(t, ctx, "status-390.png")
+	step(t, ctx, "desktop viewport", chromedp.EmulateViewport(1280, 900))
+
+	// A POST without the CSRF token is refused and delivers nothing.
+	deadN := len(deadLetters(t, adminURL))
+	before, _ := gone.counts()
+	resp, err := http.PostForm(adminURL+"/status/replay", url.Values{"sink": {"webhook-2"}, "id": {dead.EventID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("replay without CSRF token: status %d, want 403", resp.StatusCode)
+	}
+	gone.setStatus(nil) // the endpoint is fixed: only a real replay may now deliver
+	time.Sleep(2 * time.Second)
+	if after, _ := gone.counts(); after != before {
+		t.Errorf("webhook-2 got %d requests after a replay without CSRF token, want none", after-before)
+	}
+	if n := len(deadLetters(t, adminURL)); n != deadN {
+		t.Errorf("%d dead letters after a refused replay, want %d", n, deadN)
+	}
+
+	// The page and its forms are not on LISTEN_ADDR.
+	listenURL := "http://" + env["EXPORTBRIDGE_LISTEN_ADDR"]
+	if code, body := get(t, listenURL+"/"); code != http.StatusNotFound || strings.Contains(body, "<html") {
+		t.Errorf("GET / on LISTEN_ADDR: %d %.80q, want a 404 without the page", code, body)
+	}
+	for _, path := range []string{"/status/replay", "/status/purge", "/login"} {
+		resp, err := http.PostForm(listenURL+path, url.Values{"all": {"1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("POST %s on LISTEN_ADDR: %d, want 404", path, resp.StatusCode)
+		}
+	}
+
+	// Replay by clicking the button: delivered once.
+	row := "#dl-webhook-2-" + dead.EventID
+	step(t, ctx, "click Replay", chromedp.Click(chromedp.CSS(row+" button.replay")))
+	step(t, ctx, "replay notice", chromedp.WaitVisible(chromedp.CSS("#done")))
+	if got := text("#done"); !strings.Contains(got, "Replayed 1 dead letter") {
+		t.Errorf("after Replay the page says %q", got)
+	}
+	bridgetest.WaitFor(t, 30*time.Second, "the replayed event delivered to webhook-2", func() bool {
+		for _, d := range gone.deliveries() {
+			if d.id == dead.EventID {
+				return true
+			}
+		}
+		return false
+	})
+	p.WaitPolls(p.Polls()+2, 60*time.Second)
+	n := 0
+	for _, d := range gone.deliveries() {
+		if d.id == dead.EventID {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the replayed event reached webhook-2 %d times, want once", n)
+	}
+	step(t, ctx, "reload after replay", chromedp.Navigate(adminURL+"/"))
+	if gone := step(t, ctx, "replayed row", chromedp.Evaluate[bool](fmt.Sprintf("document.querySelector(%q) === null", row))); !gone {
+		t.Errorf("the replayed dead letter is still listed:\n%s", text("#dead-letters"))
+	}
+	if n := len(deadLetters(t, adminURL)); n != deadN-1 {
+		t.Errorf("%d dead letters after replaying one of %d", n, deadN)
+	}
+	if got := text("#sink-webhook-2 .badge"); got != "up" {
+		t.Errorf("webhook-2 card after the replay says %q, want up", got)
+	}
+	shot(t, ctx, "status-after-replay.png")
+
+	mu.Lock()
+	if len(dialogs) > 0 {
+		t.Errorf("the page opened %d dialogs (%q): a hostile value ran as script", len(dialogs), dialogs)
+	}
+	if len(problems) > 0 {
+		t.Errorf("the browser console shows %d problems:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+	mu.Unlock()
+
+	if *updateDocs {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "status-page.png"), desktop, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.Exited() {
+		t.Fatalf("the bridge exited (code %d)", p.Code())
+	}
+}
