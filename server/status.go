@@ -41,6 +41,9 @@ type StatusSink struct {
 	Kind        string // "webhook", "slack", "nats", "stdout"
 	Destination string
 	Filter      string // the event filter, as configured ("*", "export.ready,export.failed")
+	// Down, when set, is the sink's own report that its destination is unreachable (a
+	// lost NATS connection); empty: up or down follows the last delivery outcomes.
+	Down string
 }
 
 // SinkDirectory lists the configured sinks (cmd fills it from the bridge's sinks).
@@ -570,6 +573,11 @@ func (p *statusPage) sinkViews(stats store.Stats, healths map[string]store.SinkH
 		switch {
 		case !configured:
 			v.State = "not configured"
+		case s.Down != "":
+			v.State = "down"
+			if h.LastError == "" || h.LastErrorAt.Before(h.LastSuccess) {
+				h.LastError, h.LastErrorAt = s.Down, now
+			}
 		case h.LastSuccess.IsZero() && h.LastErrorAt.IsZero():
 			v.State = "no deliveries yet"
 		case h.LastErrorAt.After(h.LastSuccess):

@@ -248,3 +248,33 @@ func TestPollRecorderKeepsLast20AndMinutes(t *testing.T) {
 		t.Errorf("requests per minute: total %d (want 61), last two %d, %d (want 12, 1)", total, ms[len(ms)-2].Requests, ms[len(ms)-1].Requests)
 	}
 }
+
+func TestStatusSinkCardsSayUpOrDown(t *testing.T) {
+	st := statusStore(t) // "hook" dead-lettered its only event: its last outcome is an error
+	for _, tc := range []struct {
+		name  string
+		sinks sinkList
+		card  string // the card's id
+		want  string // its badge
+		extra string // also on the card
+	}{
+		{"last delivery failed", sinkList{{Name: "hook", Kind: "webhook"}}, "sink-hook", ">down<", "410"},
+		{"sink reports itself down", sinkList{{Name: "hook"}, {Name: "bus", Kind: "nats", Down: "nats: no servers available"}}, "sink-bus", ">down<", "no servers available"},
+		{"no delivery yet", sinkList{{Name: "hook"}, {Name: "new", Kind: "stdout"}}, "sink-new", ">no deliveries yet<", "stdout"},
+		{"removed from the settings, dead letters left", sinkList{}, "sink-hook", ">not configured<", ">1<"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := statusOptions(st)
+			o.Status.Sinks = tc.sinks
+			html := do(server.AdminHandler(o), http.MethodGet, "/", loopback, nil).Body.String()
+			i := strings.Index(html, `id="`+tc.card+`"`)
+			if i < 0 {
+				t.Fatalf("no card %s in the page", tc.card)
+			}
+			card, _, _ := strings.Cut(html[i:], "</article>")
+			if !strings.Contains(card, tc.want) || !strings.Contains(card, tc.extra) {
+				t.Errorf("card %s lacks %q or %q:\n%s", tc.card, tc.want, tc.extra, card)
+			}
+		})
+	}
+}
