@@ -619,7 +619,6 @@ type chart struct {
 	W, H, Max        int
 	Bars             []bar
 	Events           string // polyline points
-	EventDots        []dot
 	Requests, EventN int
 	FirstLabel       string
 	LastLabel        string
@@ -629,8 +628,6 @@ type bar struct {
 	X, Y, W, H int
 	Title      string
 }
-
-type dot struct{ X, Y int }
 
 const (
 	chartW     = 600
@@ -654,11 +651,7 @@ func newChart(ms []Minute, now time.Time) *chart {
 			c.Bars = append(c.Bars, bar{X: x + chartInset/2, Y: chartH - h, W: chartSlot - chartInset, H: h,
 				Title: fmt.Sprintf("%s: %d requests, %d events", m.Start.Format("15:04"), m.Requests, m.Events)})
 		}
-		y := chartH - scale(m.Events)
-		pts = append(pts, fmt.Sprintf("%d,%d", x+chartSlot/2, y))
-		if m.Events > 0 {
-			c.EventDots = append(c.EventDots, dot{X: x + chartSlot/2, Y: y})
-		}
+		pts = append(pts, fmt.Sprintf("%d,%d", x+chartSlot/2, chartH-scale(m.Events)))
 	}
 	c.Events = strings.Join(pts, " ")
 	if len(ms) > 0 {

@@ -17,11 +17,15 @@ import (
 // page survives a restart. It is written in the transactions that change the outcomes
 // (CommitCycle, Settle, Replay, Purge), so it never disagrees with the queues.
 //
-// Layout (bucket "recent"):
+// Layout (two top-level buckets: a nested layout would write one more page per
+// transaction):
 //
-//	ring:  ring seq (8 bytes)             -> JSON RecentEvent
-//	idx:   sink 0x00 outbox seq (8 bytes) -> ring seq: the ring entry of a queued record
-//	sinks: sink                           -> JSON SinkHealth
+//	recent:       ring seq (8 bytes) -> JSON RecentEvent
+//	recent_sinks: sink               -> JSON SinkHealth
+//
+// Which ring entry a queued record (sink, outbox seq) belongs to is kept in memory
+// (ringIndex), derived from the ring: an index bucket would cost the page writes of its
+// own scattered keys on every cycle and every settle.
 //
 // Only the last cap events of a cycle are recorded: a first cycle of 100k events
 // (EMIT_EXISTING) costs the ring 100 entries, not 100k.
@@ -34,10 +38,8 @@ const DefaultRecent = 100
 const MaxRecent = 1000
 
 var (
-	bktRecent   = []byte("recent")
-	bktRing     = []byte("ring")
-	bktRingIdx  = []byte("idx")
-	bktRingSink = []byte("sinks")
+	bktRing     = []byte("recent")
+	bktRingSink = []byte("recent_sinks")
 )
 
 // Delivery states of a recent event at one sink.
@@ -82,46 +84,103 @@ type SinkHealth struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
+// ringRef names a queued (or dead-lettered) record: its sink and outbox seq.
+type ringRef struct {
+	sink string
+	seq  uint64
+}
+
+// ringIndex maps the records of the ring's entries that are still queued or dead to
+// their entry. It is read and written only inside write transactions, which bbolt runs
+// one at a time; a transaction that fails after changing it marks it stale, and the
+// next one rebuilds it from the ring.
+type ringIndex struct {
+	m     map[ringRef]uint64
+	stale bool
+}
+
 // ring is the recent-event ring of one write transaction; it caches decoded entries so
-// that a batch touching one entry many times decodes and encodes it once.
+// that a batch touching one entry many times decodes and encodes it once, and stages
+// its index changes until flush.
 type ring struct {
 	cap     int
-	b, idx  *bolt.Bucket
+	ix      *ringIndex
+	b       *bolt.Bucket
 	sinks   *bolt.Bucket
 	dirty   map[uint64]*RecentEvent
 	entries map[uint64]*RecentEvent
+	staged  map[ringRef]uint64 // 0: removed
 }
 
 // ringOf returns the ring of tx, or nil when the store keeps none.
-func (s *Store) ringOf(tx *bolt.Tx) *ring {
+func (s *Store) ringOf(tx *bolt.Tx) (*ring, error) {
 	if s.recent <= 0 {
-		return nil
+		return nil, nil
 	}
-	r := tx.Bucket(bktRecent)
-	if r == nil {
-		return nil
+	rg := &ring{cap: s.recent, ix: &s.ringIdx, b: tx.Bucket(bktRing), sinks: tx.Bucket(bktRingSink)}
+	if rg.b == nil || rg.sinks == nil {
+		return nil, nil
 	}
-	return &ring{cap: s.recent, b: r.Bucket(bktRing), idx: r.Bucket(bktRingIdx), sinks: r.Bucket(bktRingSink)}
-}
-
-func initRecent(tx *bolt.Tx) error {
-	r, err := tx.CreateBucketIfNotExists(bktRecent)
-	if err != nil {
-		return fmt.Errorf("create bucket %s: %w", bktRecent, err)
-	}
-	for _, n := range [][]byte{bktRing, bktRingIdx, bktRingSink} {
-		if _, err := r.CreateBucketIfNotExists(n); err != nil {
-			return fmt.Errorf("create bucket %s/%s: %w", bktRecent, n, err)
+	// Ring keys only ever grow: full pages keep the ring on fewer pages to write.
+	rg.b.FillPercent = 1.0
+	if rg.ix.m == nil || rg.ix.stale {
+		if err := rg.reindex(); err != nil {
+			return nil, err
 		}
 	}
+	return rg, nil
+}
+
+// reindex rebuilds the index from the ring.
+func (r *ring) reindex() error {
+	m := map[ringRef]uint64{}
+	err := r.b.ForEach(func(k, v []byte) error {
+		var re RecentEvent
+		if err := json.Unmarshal(v, &re); err != nil {
+			return fmt.Errorf("recent event %d: %w", keySeq(k), err)
+		}
+		for _, o := range re.Sinks {
+			if o.State == StateQueued || o.State == StateWaiting || o.State == StateDead {
+				m[ringRef{o.Sink, o.Seq}] = keySeq(k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recent events: index: %w", err)
+	}
+	r.ix.m, r.ix.stale = m, false
 	return nil
 }
 
-func idxKey(sink string, seq uint64) []byte {
-	k := make([]byte, 0, len(sink)+9)
-	k = append(k, sink...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
+func (r *ring) lookup(ref ringRef) uint64 {
+	if n, ok := r.staged[ref]; ok {
+		return n
+	}
+	return r.ix.m[ref]
+}
+
+func (r *ring) stage(ref ringRef, n uint64) {
+	if r.staged == nil {
+		r.staged = map[ringRef]uint64{}
+	}
+	r.staged[ref] = n
+}
+
+// ringFailed marks the index stale after a transaction that used rg failed.
+func ringFailed(rg *ring, err error) {
+	if rg != nil && err != nil {
+		rg.ix.stale = true
+	}
+}
+
+func initRecent(tx *bolt.Tx) error {
+	for _, n := range [][]byte{bktRing, bktRingSink} {
+		if _, err := tx.CreateBucketIfNotExists(n); err != nil {
+			return fmt.Errorf("create bucket %s: %w", n, err)
+		}
+	}
+	return nil
 }
 
 // exportLabels is the part of an export event's body the ring keeps.
@@ -163,9 +222,7 @@ func (r *ring) add(ev *event.Event, sinks []string, seqs []uint64) error {
 	}
 	for i, sink := range sinks {
 		re.Sinks = append(re.Sinks, Outcome{Sink: sink, State: StateQueued, Seq: seqs[i]})
-		if err := r.idx.Put(idxKey(sink, seqs[i]), seqKey(n)); err != nil {
-			return fmt.Errorf("recent events: index: %w", err)
-		}
+		r.stage(ringRef{sink, seqs[i]}, n)
 	}
 	slices.SortFunc(re.Sinks, func(a, b Outcome) int { return cmpString(a.Sink, b.Sink) })
 	r.put(n, re)
@@ -192,8 +249,8 @@ func (r *ring) evict(old uint64) error {
 		return err
 	}
 	for _, o := range re.Sinks {
-		if err := r.idx.Delete(idxKey(o.Sink, o.Seq)); err != nil {
-			return fmt.Errorf("recent events: evict index: %w", err)
+		if r.lookup(ringRef{o.Sink, o.Seq}) == old {
+			r.stage(ringRef{o.Sink, o.Seq}, 0)
 		}
 	}
 	delete(r.dirty, old)
@@ -234,11 +291,10 @@ func (r *ring) get(n uint64) (*RecentEvent, error) {
 // outcome returns the ring entry number and the outcome of sink's record seq, or nil
 // when the record is not in the ring.
 func (r *ring) outcome(sink string, seq uint64) (uint64, *Outcome, error) {
-	v := r.idx.Get(idxKey(sink, seq))
-	if v == nil {
+	n := r.lookup(ringRef{sink, seq})
+	if n == 0 {
 		return 0, nil, nil
 	}
-	n := keySeq(v)
 	re, err := r.get(n)
 	if err != nil || re == nil {
 		return 0, nil, err
@@ -261,9 +317,7 @@ func (r *ring) settled(sink string, st Settlement, now time.Time) error {
 		}
 		if o != nil {
 			o.State, o.At, o.Attempts, o.NextAttempt = StateDelivered, now, o.Attempts+1, time.Time{}
-			if err := r.idx.Delete(idxKey(sink, seq)); err != nil {
-				return fmt.Errorf("recent events: index: %w", err)
-			}
+			r.stage(ringRef{sink, seq}, 0)
 		}
 	}
 	failed := func(rec *Record, state string) error {
@@ -314,17 +368,13 @@ func (r *ring) taken(rec Record, fresh uint64) error {
 	if err != nil || o == nil {
 		return err
 	}
-	if err := r.idx.Delete(idxKey(rec.Sink, rec.Seq)); err != nil {
-		return fmt.Errorf("recent events: index: %w", err)
-	}
+	r.stage(ringRef{rec.Sink, rec.Seq}, 0)
 	if fresh == 0 {
 		o.State, o.NextAttempt = StatePurged, time.Time{}
 		return nil
 	}
 	*o = Outcome{Sink: rec.Sink, State: StateQueued, Seq: fresh}
-	if err := r.idx.Put(idxKey(rec.Sink, fresh), seqKey(n)); err != nil {
-		return fmt.Errorf("recent events: index: %w", err)
-	}
+	r.stage(ringRef{rec.Sink, fresh}, n)
 	return nil
 }
 
@@ -349,8 +399,17 @@ func (r *ring) putHealth(sink string, h SinkHealth) error {
 	return nil
 }
 
-// flush writes the entries changed in this transaction.
+// flush writes the entries changed in this transaction and applies its index changes:
+// call it last in the transaction.
 func (r *ring) flush() error {
+	for ref, n := range r.staged {
+		if n == 0 {
+			delete(r.ix.m, ref)
+		} else {
+			r.ix.m[ref] = n
+		}
+	}
+	r.staged = nil
 	for n, re := range r.dirty {
 		v, err := json.Marshal(re)
 		if err != nil {
@@ -368,11 +427,11 @@ func (r *ring) flush() error {
 func (s *Store) RecentEvents(limit int) ([]RecentEvent, error) {
 	var out []RecentEvent
 	err := s.db.View(func(tx *bolt.Tx) error {
-		r := tx.Bucket(bktRecent)
-		if r == nil {
+		b := tx.Bucket(bktRing)
+		if b == nil {
 			return nil
 		}
-		c := r.Bucket(bktRing).Cursor()
+		c := b.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			if limit > 0 && len(out) >= limit {
 				break
@@ -396,11 +455,11 @@ func (s *Store) RecentEvents(limit int) ([]RecentEvent, error) {
 func (s *Store) SinkHealths() (map[string]SinkHealth, error) {
 	out := map[string]SinkHealth{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		r := tx.Bucket(bktRecent)
-		if r == nil {
+		b := tx.Bucket(bktRingSink)
+		if b == nil {
 			return nil
 		}
-		return r.Bucket(bktRingSink).ForEach(func(k, v []byte) error {
+		return b.ForEach(func(k, v []byte) error {
 			var h SinkHealth
 			if err := json.Unmarshal(v, &h); err != nil {
 				return fmt.Errorf("sink %s: %w", k, err)

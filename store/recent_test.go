@@ -113,6 +113,11 @@ func TestRecentEventsFollowEveryOutcome(t *testing.T) {
 	if err != nil || len(recent) != 3 || recent[0].ID != "ev-002" {
 		t.Fatalf("after reopen: %d recent events (first %v), %v; want 3, newest first", len(recent), recent, err)
 	}
+	// ... and keeps following outcomes after it.
+	if err := s.Ack("chat", pendingSeq(t, s, "chat", "ev-000").Seq); err != nil {
+		t.Fatal(err)
+	}
+	want("ev-000", "chat=delivered/1", "hook=delivered/2")
 }
 
 func TestRecentEventsAreCapped(t *testing.T) {

@@ -71,11 +71,12 @@ type Options struct {
 
 // Store is the open store.
 type Store struct {
-	db     *bolt.DB
-	dir    string
-	path   string
-	recent int                            // ring capacity; 0: no ring
-	onPoll atomic.Pointer[func(PollInfo)] // see OnPoll
+	db      *bolt.DB
+	dir     string
+	path    string
+	recent  int                            // ring capacity; 0: no ring
+	ringIdx ringIndex                      // see ringIndex
+	onPoll  atomic.Pointer[func(PollInfo)] // see OnPoll
 }
 
 type lockedError struct{ dir, path string }
@@ -226,6 +227,7 @@ func (s *Store) CommitCycle(c Cycle) error {
 		return fmt.Errorf("commit cycle: encode poll: %w", err)
 	}
 	now := time.Now()
+	var rg *ring // the ring is not touched by a cycle without events
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		snap := tx.Bucket(bktSnapshot)
 		// Sorted keys: bbolt inserts in key order cheaply, in random order (map
@@ -251,7 +253,12 @@ func (s *Store) CommitCycle(c Cycle) error {
 			}
 		}
 		q := queues{tx: tx}
-		rg := s.ringOf(tx)
+		if len(c.Events) > 0 {
+			var err error
+			if rg, err = s.ringOf(tx); err != nil {
+				return err
+			}
+		}
 		var seqs []uint64
 		for i, r := range c.Events {
 			seqs = seqs[:0]
@@ -269,11 +276,6 @@ func (s *Store) CommitCycle(c Cycle) error {
 				}
 			}
 		}
-		if rg != nil {
-			if err := rg.flush(); err != nil {
-				return err
-			}
-		}
 		st := tx.Bucket(bktState)
 		if err := st.Put(keyPoll, poll); err != nil {
 			return fmt.Errorf("put poll: %w", err)
@@ -281,8 +283,12 @@ func (s *Store) CommitCycle(c Cycle) error {
 		if err := st.Put(keyInitialized, []byte{1}); err != nil {
 			return fmt.Errorf("put initialized: %w", err)
 		}
+		if rg != nil {
+			return rg.flush()
+		}
 		return nil
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return fmt.Errorf("commit cycle: %w", err)
 	}
@@ -481,28 +487,31 @@ func (s *Store) Settle(sink string, st Settlement) error {
 	if len(st.Acks)+len(st.Attempts)+len(st.Dead) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return s.settle(tx, sink, st, true)
-	})
-	if err != nil {
+	if err := s.settle(sink, st, true); err != nil {
 		return fmt.Errorf("settle %s: %w", sink, err)
 	}
 	return nil
 }
 
-// settle applies st and records the outcomes in the ring of recent events.
-func (s *Store) settle(tx *bolt.Tx, sink string, st Settlement, skipMissing bool) error {
-	if err := settle(tx, sink, st, skipMissing); err != nil {
-		return err
-	}
-	rg := s.ringOf(tx)
-	if rg == nil {
-		return nil
-	}
-	if err := rg.settled(sink, st, time.Now().UTC()); err != nil {
-		return err
-	}
-	return rg.flush()
+// settle applies st in one write transaction and records the outcomes in the ring of
+// recent events.
+func (s *Store) settle(sink string, st Settlement, skipMissing bool) error {
+	var rg *ring
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := settle(tx, sink, st, skipMissing); err != nil {
+			return err
+		}
+		var err error
+		if rg, err = s.ringOf(tx); err != nil || rg == nil {
+			return err
+		}
+		if err := rg.settled(sink, st, time.Now().UTC()); err != nil {
+			return err
+		}
+		return rg.flush()
+	})
+	ringFailed(rg, err)
+	return err
 }
 
 func settle(tx *bolt.Tx, sink string, st Settlement, skipMissing bool) error {
@@ -582,10 +591,7 @@ func (s *Store) Ack(sink string, seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return s.settle(tx, sink, Settlement{Acks: seqs}, true)
-	})
-	if err != nil {
+	if err := s.settle(sink, Settlement{Acks: seqs}, true); err != nil {
 		return fmt.Errorf("ack %s: %w", sink, err)
 	}
 	return nil
@@ -595,10 +601,7 @@ func (s *Store) Ack(sink string, seqs ...uint64) error {
 // LastStatus of the outbox record r.Sink/r.Seq. The error wraps ErrNotFound when the
 // record is not in the outbox.
 func (s *Store) SaveAttempt(r Record) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return s.settle(tx, r.Sink, Settlement{Attempts: []Record{r}}, false)
-	})
-	if err != nil {
+	if err := s.settle(r.Sink, Settlement{Attempts: []Record{r}}, false); err != nil {
 		return fmt.Errorf("save attempt %s/%d: %w", r.Sink, r.Seq, err)
 	}
 	return nil
@@ -607,10 +610,7 @@ func (s *Store) SaveAttempt(r Record) error {
 // DeadLetter moves the outbox record r.Sink/r.Seq to the sink's dead-letter queue in one
 // transaction, with r's attempt state and DeadAt (now when r.DeadAt is zero).
 func (s *Store) DeadLetter(r Record) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return s.settle(tx, r.Sink, Settlement{Dead: []Record{r}}, false)
-	})
-	if err != nil {
+	if err := s.settle(r.Sink, Settlement{Dead: []Record{r}}, false); err != nil {
 		return fmt.Errorf("dead-letter %s/%d: %w", r.Sink, r.Seq, err)
 	}
 	return nil
@@ -741,10 +741,13 @@ func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, fn func(rec Reco
 func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 	var n int
 	now := time.Now()
+	var rg *ring
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		q := queues{tx: tx}
-		rg := s.ringOf(tx)
 		var err error
+		if rg, err = s.ringOf(tx); err != nil {
+			return err
+		}
 		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
 			fresh := newRecord(rec.Event, now)
 			seq, err := q.append(rec.Sink, &fresh)
@@ -758,6 +761,7 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 		}
 		return rg.flush()
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
@@ -767,9 +771,12 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 // Purge deletes dead letters, selected as in Replay, and returns how many.
 func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
 	var n int
+	var rg *ring
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		rg := s.ringOf(tx)
 		var err error
+		if rg, err = s.ringOf(tx); err != nil {
+			return err
+		}
 		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
 			if rg == nil {
 				return nil
@@ -781,6 +788,7 @@ func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
 		}
 		return rg.flush()
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
