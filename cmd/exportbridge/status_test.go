@@ -124,15 +124,42 @@ func step[T any](t *testing.T, ctx context.Context, what string, a chromedp.Acti
 	return v
 }
 
+// shot writes a full-page screenshot to the test's output dir (go test -artifacts). The
+// page refreshes itself: a screenshot caught by a reload is taken again.
 func shot(t *testing.T, ctx context.Context, name string) []byte {
 	t.Helper()
-	png := step(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	var png []byte
+	for try := 0; ; try++ {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		var err error
+		png, err = chromedp.Run(sctx, chromedp.FullScreenshot(100))
+		cancel()
+		if err == nil {
+			break
+		}
+		if try == 2 {
+			t.Fatalf("browser: screenshot %s: %v", name, err)
+		}
+		time.Sleep(time.Second)
+	}
 	path := filepath.Join(t.ArtifactDir(), name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot %s (%d KB)", path, len(png)/1024)
 	return png
+}
+
+// waitPage waits until the browser shows the page loaded whose URL query holds query.
+func waitPage(t *testing.T, ctx context.Context, what, query string) {
+	t.Helper()
+	js := fmt.Sprintf("location.search.includes(%q) && document.readyState === 'complete'", query)
+	bridgetest.WaitFor(t, 30*time.Second, what, func() bool {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		ok, err := chromedp.Run(sctx, chromedp.Evaluate[bool](js))
+		return err == nil && ok
+	})
 }
 
 func get(t *testing.T, u string) (int, string) {
@@ -330,7 +357,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// Replay by clicking the button: delivered once.
 	step(t, ctx, "back to the page", chromedp.Navigate(adminURL+"/"))
 	step(t, ctx, "click Replay", chromedp.Click(chromedp.CSS(row+" button.replay")))
-	step(t, ctx, "replay notice", chromedp.WaitVisible(chromedp.CSS("#done")))
+	waitPage(t, ctx, "the replay notice", "done=replay")
 	if got := text("#done"); !strings.Contains(got, "Replayed 1 dead letter") {
 		t.Errorf("after Replay the page says %q", got)
 	}
@@ -435,12 +462,12 @@ func TestStatusPageSignInInBrowser(t *testing.T) {
 	shot(t, ctx, "status-sign-in.png")
 	step(t, ctx, "type the token", chromedp.SendKeys(chromedp.CSS("#token"), adminToken))
 	step(t, ctx, "submit", chromedp.Click(chromedp.CSS("#login button[type=submit]")))
-	step(t, ctx, "signed-in notice", chromedp.WaitVisible(chromedp.CSS("#done")))
+	waitPage(t, ctx, "the signed-in notice", "done=signed-in")
 	if got := step(t, ctx, "document.cookie", chromedp.Evaluate[string]("document.cookie")); got != "" {
 		t.Errorf("document.cookie = %q: the session cookie is readable by scripts", got)
 	}
 	step(t, ctx, "click Replay all", chromedp.Click(chromedp.CSS("#replay-all")))
-	step(t, ctx, "replay notice", chromedp.WaitVisible(chromedp.CSS("#done")))
+	waitPage(t, ctx, "the replay notice", "done=replay")
 	bridgetest.WaitFor(t, 30*time.Second, "the replayed event delivered", func() bool {
 		for _, d := range h.deliveries() {
 			if d.id == eventID {
