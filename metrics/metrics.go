@@ -26,6 +26,9 @@ type Metrics struct {
 	LastPollSuccess    prometheus.Gauge         // unix seconds
 	PollDuration       prometheus.Histogram     //
 	SinkConnected      *prometheus.GaugeVec     // sink (1 connected, 0 not)
+	APIRetryAfterUntil prometheus.Gauge         // unix seconds; 0 until a Retry-After
+	FilterErrors       *prometheus.CounterVec   // sink: `when` failed on an event
+	OrphanedEvents     *prometheus.GaugeVec     // sink: stored, no longer configured
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -74,8 +77,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		SinkConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
 		}, []string{"sink"}),
+		APIRetryAfterUntil: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportbridge_api_retry_after_until_timestamp_seconds",
+			Help: "Unix time until which the API's last Retry-After (429 or 503) holds every request of the token; in the past when requests may go.",
+		}),
 	}
+	m.FilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "exportbridge_filter_errors_total", Help: "Events a sink's when expression failed on (counted as no match), by sink.",
+	}, []string{"sink"})
+	m.OrphanedEvents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "exportbridge_orphaned_events", Help: "Queued events and dead letters of a stored sink that is no longer configured, by sink.",
+	}, []string{"sink"})
 	if reg != nil {
+		reg.MustRegister(m.APIRetryAfterUntil)
+		reg.MustRegister(m.FilterErrors, m.OrphanedEvents)
 		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
 			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
 			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected,
@@ -170,4 +185,33 @@ func (m *Metrics) Event(typ string) {
 		typ = "export.other"
 	}
 	m.EventsDetected.WithLabelValues(typ).Inc()
+}
+
+// RetryAfterUntil records the time until which a Retry-After holds every API request.
+func (m *Metrics) RetryAfterUntil(t time.Time) {
+	if m == nil {
+		return
+	}
+	m.APIRetryAfterUntil.Set(float64(t.UnixNano()) / 1e9)
+}
+
+// FilterError counts an event a sink's when expression failed on.
+func (m *Metrics) FilterError(sink string) {
+	if m == nil {
+		return
+	}
+	m.FilterErrors.WithLabelValues(sink).Inc()
+}
+
+// Orphaned sets the count of queued events and dead letters of a stored sink that is no
+// longer configured (0 removes the series).
+func (m *Metrics) Orphaned(sink string, n int) {
+	if m == nil {
+		return
+	}
+	if n == 0 {
+		m.OrphanedEvents.DeleteLabelValues(sink)
+		return
+	}
+	m.OrphanedEvents.WithLabelValues(sink).Set(float64(n))
 }

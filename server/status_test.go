@@ -48,7 +48,7 @@ func statusStore(t *testing.T) *store.Store {
 	}
 	r := recs[0]
 	r.Attempts, r.LastStatus, r.LastError = 1, 410, `Get "`+signedURL+`": 410 Gone (token `+statusSecret+`)`
-	if err := st.DeadLetter(r); err != nil {
+	if err := st.Settle("hook", store.Settlement{Dead: []store.Record{r}}); err != nil {
 		t.Fatal(err)
 	}
 	return st

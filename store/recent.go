@@ -378,6 +378,36 @@ func (r *ring) taken(rec Record, fresh uint64) error {
 	return nil
 }
 
+// moved records a queued event or dead letter re-homed by MoveQueue.
+func (r *ring) moved(from string, oldSeq uint64, to string, newSeq uint64) error {
+	n, o, err := r.outcome(from, oldSeq)
+	if err != nil || o == nil {
+		return err
+	}
+	o.Sink, o.Seq = to, newSeq
+	r.stage(ringRef{from, oldSeq}, 0)
+	r.stage(ringRef{to, newSeq}, n)
+	return nil
+}
+
+// dropped records that DropQueue deleted everything sink held: given up for good.
+func (r *ring) dropped(sink string) error {
+	for ref := range r.ix.m {
+		if ref.sink != sink {
+			continue
+		}
+		_, o, err := r.outcome(ref.sink, ref.seq)
+		if err != nil {
+			return err
+		}
+		if o != nil {
+			o.State, o.NextAttempt = StatePurged, time.Time{}
+		}
+		r.stage(ref, 0)
+	}
+	return nil
+}
+
 func (r *ring) health(sink string) (SinkHealth, error) {
 	var h SinkHealth
 	if v := r.sinks.Get([]byte(sink)); v != nil {

@@ -95,7 +95,7 @@ func TestRecentEventsFollowEveryOutcome(t *testing.T) {
 
 	// Purged.
 	r2 := pendingSeq(t, s, "chat", "ev-002")
-	if err := s.DeadLetter(r2); err != nil {
+	if err := s.Settle("chat", store.Settlement{Dead: []store.Record{r2}}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.Purge("chat", nil, true); err != nil || n != 1 {
@@ -114,7 +114,7 @@ func TestRecentEventsFollowEveryOutcome(t *testing.T) {
 		t.Fatalf("after reopen: %d recent events (first %v), %v; want 3, newest first", len(recent), recent, err)
 	}
 	// ... and keeps following outcomes after it.
-	if err := s.Ack("chat", pendingSeq(t, s, "chat", "ev-000").Seq); err != nil {
+	if err := s.Settle("chat", store.Settlement{Acks: []uint64{pendingSeq(t, s, "chat", "ev-000").Seq}}); err != nil {
 		t.Fatal(err)
 	}
 	want("ev-000", "chat=delivered/1", "hook=delivered/2")
@@ -216,5 +216,38 @@ func TestInFlightListsPendingAndProcessing(t *testing.T) {
 	got, total, err := s.InFlight(10)
 	if err != nil || total != 2 || len(got) != 2 || got[0].UUID != "uuid-001" || got[1].Status != "processing" {
 		t.Fatalf("InFlight = %+v, %d, %v; want uuid-001 pending then uuid-003 processing", got, total, err)
+	}
+}
+
+func TestRecentEventsFollowQueueMoveAndDrop(t *testing.T) {
+	s := open(t, t.TempDir())
+	if err := s.CommitCycle(cycle(2, "old")); err != nil {
+		t.Fatal(err)
+	}
+	r := pendingSeq(t, s, "old", "ev-001")
+	if err := s.Settle("old", store.Settlement{Dead: []store.Record{r}}); err != nil {
+		t.Fatal(err)
+	}
+	if q, d, err := s.MoveQueue("old", "new"); err != nil || q != 1 || d != 1 {
+		t.Fatalf("MoveQueue = %d, %d, %v", q, d, err)
+	}
+	if got := outcomes(t, s, "ev-000"); !slices.Equal(got, []string{"new=queued/0"}) {
+		t.Errorf("moved queued event: %v, want new=queued/0", got)
+	}
+	if got := outcomes(t, s, "ev-001"); !slices.Equal(got, []string{"new=dead/0"}) {
+		t.Errorf("moved dead letter: %v, want new=dead/0", got)
+	}
+	// The moved event is followed at its new home.
+	if err := s.Settle("new", store.Settlement{Acks: []uint64{pendingSeq(t, s, "new", "ev-000").Seq}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(t, s, "ev-000"); !slices.Equal(got, []string{"new=delivered/1"}) {
+		t.Errorf("moved event acked: %v, want new=delivered/1", got)
+	}
+	if _, _, err := s.DropQueue("new"); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(t, s, "ev-001"); !slices.Equal(got, []string{"new=purged/0"}) {
+		t.Errorf("dropped dead letter: %v, want new=purged/0", got)
 	}
 }

@@ -17,9 +17,9 @@ import (
 
 	"github.com/exportbridge/exportbridge/config"
 	"github.com/exportbridge/exportbridge/event"
-	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/natsembed"
 	"github.com/exportbridge/exportbridge/simapi"
+	"github.com/exportbridge/exportbridge/sinks/registry"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
 )
 
@@ -124,12 +124,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo settings: %w", err)
 	}
-	log := logging.New(stderr, cfg.LogFormat, cfg.LogLevel, cfg.Secrets())
+	specs, err := registry.Load(cfg.Sinks)
+	if err != nil {
+		return fmt.Errorf("demo sinks: %w", err)
+	}
+	log := newLogger(cfg, stderr, specs...)
 	fmt.Fprintf(stderr, "demo: simulated Plugchoice API at %s/api/v3 with %d exports; NATS at %s (stream EXPORTS); webhook receiver at %s\n",
 		apiURL, *exports, ns.ClientURL(), hookURL)
 	fmt.Fprintf(stderr, "demo: status page at http://%s/ (open it in a browser)\n", adminAddr)
 	fmt.Fprintln(stderr, "demo: the first poll takes the baseline (no events); changes follow as the simulated exports move on. Ctrl-C stops.")
-	err = runBridge(ctx, cfg, stdout, log)
+	err = runBridge(ctx, cfg, specs, stdout, log)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = nil
 	}

@@ -345,6 +345,7 @@ func TestBadSettings(t *testing.T) {
 			env: map[string]string{
 				"EXPORTBRIDGE_API_TOKEN":           secretToken,
 				"EXPORTBRIDGE_POLL_INTERVAL":       "soon",
+				"EXPORTBRIDGE_WEBHOOK_URLS":        "https://example.com/hook",
 				"EXPORTBRIDGE_WEBHOOK_CONCURRENCY": "0",
 				"EXPORTBRIDGE_LOG_LEVEL":           "chatty",
 			},

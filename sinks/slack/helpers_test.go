@@ -316,7 +316,7 @@ func newLogger() (*slog.Logger, *logBuf) {
 func newBot(t *testing.T, f *fakeSlack, meta slack.MetaStore, channel string) (*slack.Sink, *logBuf) {
 	t.Helper()
 	lg, lb := newLogger()
-	s, err := slack.New(slack.Options{
+	s, err := slack.NewSink(slack.Options{
 		Token: testToken, Channel: channel, APIURL: f.srv.GetAPIURL(),
 		Timeout: 20 * time.Second, Meta: meta, Logger: lg,
 	})

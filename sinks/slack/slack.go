@@ -6,6 +6,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,10 +25,7 @@ import (
 const DefaultTimeout = 10 * time.Second
 
 // MetaStore keeps the message ts per export (the store package implements it).
-type MetaStore interface {
-	GetMeta(sink, key string) ([]byte, error) // nil, nil when absent
-	PutMeta(sink, key string, v []byte) error
-}
+type MetaStore = sinks.MetaStore
 
 // Options configure a Sink. Set WebhookURL (webhook mode) or Token and Channel (bot mode).
 type Options struct {
@@ -39,6 +37,9 @@ type Options struct {
 	Timeout    time.Duration // per request; default DefaultTimeout
 	Meta       MetaStore     // required in bot mode
 	Logger     *slog.Logger  // default slog.Default()
+	// Setting names a setting (token, webhook_url, channel, api_url) the way the user
+	// wrote it, for the hints in error messages; nil: the key itself.
+	Setting func(key string) string
 }
 
 // Sink delivers events to Slack. It is safe for concurrent use.
@@ -55,6 +56,8 @@ type Sink struct {
 	api     *slackapi.Client
 	channel string
 	meta    MetaStore
+
+	names *strings.Replacer // {token} and friends -> the user's spelling
 }
 
 var (
@@ -62,24 +65,25 @@ var (
 	_ sinks.Checker = (*Sink)(nil)
 )
 
-// New validates o and builds the sink. It makes no request.
-func New(o Options) (*Sink, error) {
+// NewSink validates o and builds the sink. It makes no request.
+func NewSink(o Options) (*Sink, error) {
 	name := strings.TrimSpace(o.Name)
 	if name == "" {
 		name = "slack"
 	}
+	names := sinks.SettingNames(o.Setting, Kind, "token", "webhook_url", "channel", "api_url")
 	webhook := strings.TrimSpace(o.WebhookURL)
 	token := strings.TrimSpace(o.Token)
 	channel := strings.TrimSpace(o.Channel)
 	switch {
 	case webhook != "" && (token != "" || channel != ""):
-		return nil, fmt.Errorf("slack sink %s: both a webhook URL and a bot token/channel are set (expected either EXPORTBRIDGE_SLACK_WEBHOOK_URL, or EXPORTBRIDGE_SLACK_TOKEN with EXPORTBRIDGE_SLACK_CHANNEL)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: both a webhook URL and a bot token/channel are set (expected either {webhook_url}, or {token} with {channel})", name)))
 	case webhook == "" && token == "" && channel == "":
-		return nil, fmt.Errorf("slack sink %s: nothing to post to (expected EXPORTBRIDGE_SLACK_WEBHOOK_URL, or EXPORTBRIDGE_SLACK_TOKEN with EXPORTBRIDGE_SLACK_CHANNEL)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: nothing to post to (expected {webhook_url}, or {token} with {channel})", name)))
 	case webhook == "" && token == "":
-		return nil, fmt.Errorf("slack sink %s: a channel is set but no bot token (expected EXPORTBRIDGE_SLACK_TOKEN, a bot token xoxb-...)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: a channel is set but no bot token (expected {token}, a bot token xoxb-...)", name)))
 	case webhook == "" && channel == "":
-		return nil, fmt.Errorf("slack sink %s: a bot token is set but no channel (expected EXPORTBRIDGE_SLACK_CHANNEL, a channel ID like C0123456789 or a name like #exports)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: a bot token is set but no channel (expected {channel}, a channel ID like C0123456789 or a name like #exports)", name)))
 	}
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("slack sink %s: timeout %s is negative (expected a positive duration such as 10s)", name, o.Timeout)
@@ -102,7 +106,7 @@ func New(o Options) (*Sink, error) {
 		// another address.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	s := &Sink{name: name, log: logger, hc: hc}
+	s := &Sink{name: name, log: logger, hc: hc, names: names}
 
 	if webhook != "" {
 		u, err := url.Parse(webhook)
@@ -290,7 +294,7 @@ func (s *Sink) Check(ctx context.Context) (string, error) {
 	}
 	detail := fmt.Sprintf("authenticated as %s in workspace %s", at.User, at.Team)
 	if !channelID.MatchString(s.channel) {
-		return detail + fmt.Sprintf("; channel %q given by name: not verified (set EXPORTBRIDGE_SLACK_CHANNEL to the channel ID, C0123..., to let check verify it)", s.channel), nil
+		return detail + fmt.Sprintf(s.settingNames("; channel %q given by name: not verified (set {channel} to the channel ID, C0123..., to let check verify it)"), s.channel), nil
 	}
 	ch, err := s.api.GetConversationInfoContext(ctx, &slackapi.GetConversationInfoInput{ChannelID: s.channel})
 	if err != nil {
@@ -300,7 +304,7 @@ func (s *Sink) Check(ctx context.Context) (string, error) {
 		return detail, s.classify("slack conversations.info", err, nil)
 	}
 	if ch.IsArchived {
-		return detail, sinks.Permanent(fmt.Errorf("slack conversations.info: %s", fmt.Sprintf(codes["is_archived"].fix, fmt.Sprintf("%q", s.channel))))
+		return detail, sinks.Permanent(fmt.Errorf("slack conversations.info: %s", fmt.Sprintf(s.settingNames(codes["is_archived"].fix), fmt.Sprintf("%q", s.channel))))
 	}
 	detail += fmt.Sprintf("; channel #%s (%s)", ch.Name, ch.ID)
 	if !ch.IsMember {
