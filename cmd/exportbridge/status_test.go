@@ -479,3 +479,26 @@ func TestStatusPageSignInInBrowser(t *testing.T) {
 	shot(t, ctx, "status-signed-in.png")
 	checkBrowser()
 }
+
+// TestDemoPrintsStatusPage: `demo` tells where its status page is, and the page is there.
+func TestDemoPrintsStatusPage(t *testing.T) {
+	p := start(t, map[string]string{}, "demo", "--duration", "60s", "--poll", "1s")
+	re := regexp.MustCompile(`status page at (http://127\.0\.0\.1:\d+/)`)
+	var pageURL string
+	bridgetest.WaitFor(t, 30*time.Second, "demo to print the status page URL", func() bool {
+		if m := re.FindStringSubmatch(p.Stderr.String()); m != nil {
+			pageURL = m[1]
+			return true
+		}
+		return false
+	})
+	bridgetest.WaitFor(t, 30*time.Second, "the demo's status page with a poll", func() bool {
+		resp, err := http.Get(pageURL)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), `id="polls"`)
+	})
+}
