@@ -1,0 +1,8 @@
+package store
+
+// PagesWritten is the number of page writes (one per dirty page, plus the meta page) of
+// every committed transaction so far: a machine-independent cost of a commit.
+func (s *Store) PagesWritten() int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetWrite()
+}
