@@ -410,6 +410,10 @@ func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) 
 	if err != nil {
 		return fmt.Errorf("diff: %w", err)
 	}
+	if awaiting := len(rm.Upserts); awaiting > 0 {
+		p.o.Logger.Info("exports absent from this complete listing; removed only if the next one lacks them too",
+			"count", awaiting)
+	}
 	return p.commit(rm, rep, start)
 }
 
