@@ -24,8 +24,19 @@ type SinkEntry struct {
 	When   string // expr-lang expression; "" matches every event
 	// Where names the entry for messages: "config.yaml:12:5 sinks[2]" or "environment".
 	Where string
+	// keys are the file positions of the entry's own keys (events, when, match).
+	keys map[string]string
 	// Block holds the kind's own settings.
 	Block Block
+}
+
+// At names one of the entry's own keys (events, match, when) for messages: its file
+// position and path, or Where and the key.
+func (e SinkEntry) At(key string) string {
+	if p, ok := e.keys[key]; ok {
+		return p
+	}
+	return e.Where + "." + key
 }
 
 // Match narrows a sink to some exports; every key given must hold, values in a list are
@@ -77,10 +88,13 @@ func (d *fileDecoder) pos(n ast.Node) string {
 
 // yamlProblem turns a goccy/go-yaml error into one problem at its position, naming the
 // key path.
-func (d *fileDecoder) yamlProblem(path string, err error) {
+func (d *fileDecoder) yamlProblem(path string, err error, within ...ast.Node) {
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil {
 		p := ye.GetToken().Position
+		if len(within) > 0 {
+			path += keyAt(within[0], p.Line, p.Column)
+		}
 		msg := ye.GetMessage()
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
@@ -90,6 +104,31 @@ func (d *fileDecoder) yamlProblem(path string, err error) {
 		return
 	}
 	d.problem(d.path+" "+path, "%v", err)
+}
+
+// keyAt returns ".key" for the pair of mapping n whose key or value starts at line:col
+// (or, failing that, on that line), "" when none does.
+func keyAt(n ast.Node, line, col int) string {
+	pairs, ok := mappingPairs(n)
+	if !ok {
+		return ""
+	}
+	onLine := ""
+	for _, kv := range pairs {
+		for _, part := range []ast.Node{kv.Key, kv.Value} {
+			if part == nil || part.GetToken() == nil {
+				continue
+			}
+			p := part.GetToken().Position
+			if p.Line == line && p.Column == col {
+				return "." + keyOf(kv)
+			}
+			if p.Line == line && onLine == "" {
+				onLine = "." + keyOf(kv)
+			}
+		}
+	}
+	return onLine
 }
 
 // friendlyType says what a Go type means to someone writing YAML.
@@ -199,13 +238,18 @@ func (d *fileDecoder) sink(i int, n ast.Node) (SinkEntry, bool) {
 		d.problem(e.Where, "expected a mapping with name, kind and the kind's block")
 		return e, false
 	}
+	if len(pairs) > 0 {
+		e.Where = d.pos(pairs[0].Key) + " " + path // where the entry's first key starts
+	}
 	before := len(d.problems)
 	var kindNode, blockNode ast.Node
 	var blockKey *ast.MappingValueNode
 	extra := map[string]*ast.MappingValueNode{}
+	e.keys = map[string]string{}
 	for _, kv := range pairs {
 		k := keyOf(kv)
 		at := d.pos(kv.Value) + " " + path + "." + k
+		e.keys[k] = d.pos(kv.Key) + " " + path + "." + k
 		switch k {
 		case "name":
 			if err := yaml.NodeToValue(kv.Value, &e.Name); err != nil {
@@ -322,7 +366,7 @@ func (b *fileBlock) Decode(into any) error {
 	if len(keep) > 0 {
 		if err := yaml.NodeToValue(node, into, yaml.DisallowUnknownField()); err != nil {
 			before := len(b.d.problems)
-			b.d.yamlProblem(b.path, err)
+			b.d.yamlProblem(b.path, err, node)
 			probs = append(probs, b.d.problems[before:]...)
 			b.d.problems = b.d.problems[:before]
 			return &Error{Problems: probs}

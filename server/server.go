@@ -50,9 +50,12 @@ type Options struct {
 	// AdminToken it refuses every mutating call; when false and no AdminToken is set,
 	// only loopback peers may mutate.
 	AdminRequireToken bool
-	// OnReplay is called after a replay that moved at least one dead letter (it wakes
-	// the dispatchers). It must not block.
+	// OnReplay is called after a replay that moved at least one dead letter, or a queue
+	// move (it wakes the dispatchers). It must not block.
 	OnReplay func()
+	// Configured names the sinks the running bridge has configured: `state` reports
+	// the others that still hold events, and queue move/drop check against them.
+	Configured []string
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -99,6 +102,8 @@ func Handler(o Options) http.Handler {
 //	GET  /v1/dlq?sink=NAME      -> {"dead_letters": [DeadLetter...]}
 //	POST /v1/dlq/replay         {"sink":"","ids":[],"all":false} -> {"count": n}
 //	POST /v1/dlq/purge          {"sink":"","ids":[],"all":false} -> {"count": n}
+//	POST /v1/queue/move         {"from":"OLD","to":"NEW"} -> {"queued": n, "dead_letters": n}
+//	POST /v1/queue/drop         {"sink":"OLD"} -> {"queued": n, "dead_letters": n}
 //
 // Errors are JSON {"error": "..."}. Mutating calls are authorised as Options describes.
 func AdminHandler(o Options) http.Handler {
@@ -112,6 +117,10 @@ func AdminHandler(o Options) http.Handler {
 	route(mux, "/v1/dlq", http.MethodGet, a.list)
 	route(mux, "/v1/dlq/replay", http.MethodPost, a.mutate("replay"))
 	route(mux, "/v1/dlq/purge", http.MethodPost, a.mutate("purge"))
+	if qa, ok := o.Admin.(QueueAdmin); ok {
+		route(mux, "/v1/queue/move", http.MethodPost, a.queueOp("move", qa))
+		route(mux, "/v1/queue/drop", http.MethodPost, a.queueOp("drop", qa))
+	}
 	mux.HandleFunc("/", notFound)
 	return mux
 }
@@ -169,7 +178,9 @@ func (a *admin) state(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "read store state: "+RedactURLs(err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, StateOf(st))
+	out := StateOf(st)
+	out.Configured = a.o.Configured
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {

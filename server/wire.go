@@ -44,6 +44,9 @@ type State struct {
 	DeadLetters map[string]int `json:"dead_letters"` // dead-letter depth per sink
 	LastPoll    PollInfo       `json:"last_poll"`
 	FileBytes   int64          `json:"file_bytes"`
+	// Configured names the sinks the running bridge has configured (empty from a store
+	// read directly).
+	Configured []string `json:"configured,omitempty"`
 }
 
 // DLQRequest is the body of POST /v1/dlq/replay and /v1/dlq/purge. Sink "" means every

@@ -63,6 +63,9 @@ type Options struct {
 	// LockTimeout is how long Open waits for a store held by another process
 	// (default 1s).
 	LockTimeout time.Duration
+	// MustExist makes Open fail (wrapping ErrNoStore) instead of creating a store:
+	// read-only commands (state, dlq list) must not write.
+	MustExist bool
 }
 
 // Store is the open store.
@@ -88,6 +91,11 @@ func Open(dir string, opt Options) (*Store, error) {
 	}
 	if opt.LockTimeout <= 0 {
 		opt.LockTimeout = DefaultLockTimeout
+	}
+	if opt.MustExist {
+		if err := checkExists(dir); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create STATE_DIR %q: %w", dir, err)
@@ -511,46 +519,6 @@ func settle(tx *bolt.Tx, sink string, st Settlement, skipMissing bool) error {
 		if err := ob.Delete(k); err != nil {
 			return fmt.Errorf("dead-letter seq %d: delete from outbox: %w", r.Seq, err)
 		}
-	}
-	return nil
-}
-
-// Ack deletes delivered records of sink's outbox, all in one transaction. Seqs that are
-// not (or no longer) queued are ignored.
-func (s *Store) Ack(sink string, seqs ...uint64) error {
-	if len(seqs) == 0 {
-		return nil
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, sink, Settlement{Acks: seqs}, true)
-	})
-	if err != nil {
-		return fmt.Errorf("ack %s: %w", sink, err)
-	}
-	return nil
-}
-
-// SaveAttempt persists Attempts, FirstAttemptAt, NextAttemptAt, LastError and
-// LastStatus of the outbox record r.Sink/r.Seq. The error wraps ErrNotFound when the
-// record is not in the outbox.
-func (s *Store) SaveAttempt(r Record) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, r.Sink, Settlement{Attempts: []Record{r}}, false)
-	})
-	if err != nil {
-		return fmt.Errorf("save attempt %s/%d: %w", r.Sink, r.Seq, err)
-	}
-	return nil
-}
-
-// DeadLetter moves the outbox record r.Sink/r.Seq to the sink's dead-letter queue in one
-// transaction, with r's attempt state and DeadAt (now when r.DeadAt is zero).
-func (s *Store) DeadLetter(r Record) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, r.Sink, Settlement{Dead: []Record{r}}, false)
-	})
-	if err != nil {
-		return fmt.Errorf("dead-letter %s/%d: %w", r.Sink, r.Seq, err)
 	}
 	return nil
 }

@@ -147,6 +147,7 @@ type bridge struct {
 	poller  *poller.Poller
 	health  *server.Health
 	closeMu sync.Once
+	orphans map[string]bool // stored sinks reported as orphaned
 }
 
 // openBridge opens the store and builds everything; it starts nothing.
@@ -171,10 +172,11 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	if len(b.specs) == 0 {
 		log.Warn(noSinkHint)
 	}
+	b.checkStoredSinks()
 	for _, s := range b.specs {
 		b.disp = append(b.disp, delivery.NewDispatcher(st, delivery.DispatcherOptions{
 			Sink: s.sink, Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
-			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m, Alert: b.alertOptions(s),
 		}))
 	}
 	b.poller, err = poller.New(poller.Options{
@@ -251,7 +253,7 @@ func (b *bridge) serve(ctx context.Context) (wait func(), err error) {
 	o := server.Options{
 		Health: b.health, Registry: b.reg, Admin: b.st, AdminToken: b.cfg.AdminToken,
 		AdminRequireToken: !b.cfg.AdminIsLoopback() || b.cfg.AdminToken != "",
-		OnReplay:          b.notify, Logger: b.log,
+		OnReplay:          b.notify, Logger: b.log, Configured: b.sinkNames(),
 	}
 	start := func(addr, what string, h http.Handler) error {
 		if addr == "" {
@@ -292,7 +294,7 @@ func (b *bridge) queued() int {
 func (b *bridge) sinkNames() []string {
 	var names []string
 	for _, s := range b.specs {
-		names = append(names, s.sink.Name())
+		names = append(names, s.Name)
 	}
 	return names
 }

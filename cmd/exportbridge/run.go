@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,7 +48,12 @@ func runBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, s
 		return err
 	}
 	waitDisp := b.startDispatchers(ctx)
+	orphCtx, stopOrph := context.WithCancel(ctx)
+	orphDone := make(chan struct{})
+	go func() { defer close(orphDone); b.watchOrphans(orphCtx) }()
 	_ = b.poller.Run(ctx)
+	stopOrph()
+	<-orphDone
 	l.Info("stopping: polling stopped, waiting for in-flight deliveries", "grace", cfg.ShutdownTimeout.String())
 	waitDisp()
 	stopSrv()
@@ -101,10 +108,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func usageFlagErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if err.Error() == "flag: help requested" {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return err
 	}
 	return &exitError{code: 2, err: fmt.Errorf("")}

@@ -143,7 +143,7 @@ func load(e config.SinkEntry) (Spec, []config.Problem) {
 	var probs []config.Problem
 	names := sinks.SettingNames(e.Block.Setting, k.name, k.keys...)
 
-	eventsVar := e.Where + ".events"
+	eventsVar := e.At("events")
 	spec := k.events
 	if e.Events != nil {
 		spec = strings.Join(e.Events, ",")
@@ -159,7 +159,7 @@ func load(e config.SinkEntry) (Spec, []config.Problem) {
 		Types: e.Match.Types, SubjectTypes: e.Match.SubjectTypes, SubjectIDs: e.Match.SubjectIDs, Accounts: e.Match.Accounts,
 	}, e.When)
 	if err != nil {
-		probs = append(probs, config.Problem{Var: e.Where + ".when", Msg: fmt.Sprintf("sink %s: %v", e.Name, err)})
+		probs = append(probs, config.Problem{Var: e.At("when"), Msg: fmt.Sprintf("sink %s: %v", e.Name, err)})
 	}
 	s.Selector = sel
 

@@ -117,8 +117,23 @@ func New(events sinks.Filter, m Match, when string) (*Selector, error) {
 	if fc.err != nil {
 		return nil, fmt.Errorf("when %q: %v", when, fc.err)
 	}
+	// Run it once on a complete sample: a result that is not a boolean is caught here,
+	// not on the first real event.
+	if _, err := expr.Run(prog, fullSample); err != nil {
+		return nil, fmt.Errorf("when %q on a sample ready export: %v", when, err)
+	}
 	s.when = prog
 	return s, nil
+}
+
+// fullSample is a ready export with every field set, as `when` sees it.
+var fullSample = map[string]any{
+	"event": map[string]any{"id": "0123456789abcdef0123456789abcdef", "type": "com.plugchoice.export.ready", "short_type": "export.ready",
+		"status": "ready", "previous_status": "processing", "time": "2026-11-28T10:15:02Z", "observed_at": "2026-11-28T10:15:04Z"},
+	"export": map[string]any{"uuid": "00000000-0000-4000-8000-000000000000", "type": "sessions", "status": "ready",
+		"filename": "sessions.csv", "file_size": 3355443.0, "row_count": 12410.0, "error_message": "none",
+		"requested_at": "2026-11-28T10:11:00Z", "completed_at": "2026-11-28T10:15:02Z", "failed_at": "2026-11-28T10:15:02Z",
+		"subject": map[string]any{"type": "site", "id": 12.0, "label": "Site A"}, "download_url": "https://files.example/x.csv"},
 }
 
 // fieldCheck is an AST visitor that refuses `event.x` and `export.x` (and

@@ -467,6 +467,41 @@ func renderBridge(short string, d *event.BridgeData) Message {
 		if len(bits) > 0 {
 			line += " (" + strings.Join(bits, ", ") + ")"
 		}
+	case event.TypeSinkFailing:
+		name := oneLine(d.Sink)
+		header = ":rotating_light: Sink failing"
+		line = ":rotating_light: Sink *" + clip(name, 100, Escape) + "*"
+		if where := sinkWhere(d); where != "" {
+			line += " (" + where + ")"
+		}
+		line += " is down"
+		if since != "" {
+			line += " since " + since
+		}
+		if d.LastError != "" {
+			line += ": " + clip(oneLine(d.LastError), 1000, Escape)
+		}
+		if d.Queued != nil {
+			line += fmt.Sprintf(" (%d events queued)", *d.Queued)
+		}
+	case event.TypeSinkRecovered:
+		name := oneLine(d.Sink)
+		header = ":white_check_mark: Sink recovered"
+		line = ":white_check_mark: Sink *" + clip(name, 100, Escape) + "*"
+		if where := sinkWhere(d); where != "" {
+			line += " (" + where + ")"
+		}
+		line += " delivers again"
+		var bits []string
+		if since != "" {
+			bits = append(bits, "down since "+since)
+		}
+		if d.Queued != nil {
+			bits = append(bits, fmt.Sprintf("%d events queued, catching up", *d.Queued))
+		}
+		if len(bits) > 0 {
+			line += " (" + strings.Join(bits, "; ") + ")"
+		}
 	default:
 		header = ":information_source: exportbridge event"
 		line = ":information_source: exportbridge event " + clip(oneLine(short), 100, Escape)
@@ -482,6 +517,18 @@ func renderBridge(short string, d *event.BridgeData) Message {
 		blocks = append(blocks, slackapi.NewContextBlock("context", mrkdwn("exportbridge · observed "+t)))
 	}
 	return Message{Text: clipOurs(line, MaxFallback), Blocks: blocks}
+}
+
+// sinkWhere is the kind and destination of the sink a sink_failing/sink_recovered is about.
+func sinkWhere(d *event.BridgeData) string {
+	var parts []string
+	if d.Kind != "" {
+		parts = append(parts, clip(oneLine(d.Kind), 50, Escape))
+	}
+	if d.Destination != "" {
+		parts = append(parts, clip(oneLine(d.Destination), 300, Escape))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func cycles(n int) string {

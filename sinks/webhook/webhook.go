@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/retryafter"
 	"github.com/exportbridge/exportbridge/sinks"
 )
 
@@ -291,7 +291,7 @@ func (s *Sink) statusError(resp *http.Response, excerpt string) error {
 			s.name, s.safeURL, status, target, bodyPart))
 	case retryableStatus(code):
 		err := sinks.Errorf(code, "webhook %s: POST %s: %s%s", s.name, s.safeURL, status, bodyPart)
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+		if d, ok := retryafter.Parse(resp.Header.Get("Retry-After"), s.now()); ok && d > 0 {
 			return sinks.RetryAfter(err, d)
 		}
 		return err
@@ -306,33 +306,6 @@ func retryableStatus(code int) bool {
 		return true
 	}
 	return code >= 500 && code < 600
-}
-
-// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date. It reports
-// false for a missing, malformed, zero or past value.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0, false
-		}
-		if secs > int64(math.MaxInt64/time.Second) {
-			return time.Duration(math.MaxInt64), true
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	d := t.Sub(now)
-	if d <= 0 {
-		return 0, false
-	}
-	return d, true
 }
 
 // readExcerpt reads up to bodyExcerptLimit bytes of r and returns them as one line of
