@@ -172,8 +172,9 @@ const jitterDivisor = 40
 // Run polls every Interval, or ActiveInterval while any export is in flight (plus up to
 // 2.5 % jitter), until ctx is done. The first cycle starts at once. The interval is
 // counted from the start of the previous cycle, so a slow cycle does not add to the
-// detection latency; a cycle longer than the interval is followed at once by the next. A cycle that would start while the API's
-// Retry-After holds the token waits until it has passed.
+// detection latency; a cycle longer than the interval is followed at once by the next.
+// A cycle that would start while the API's Retry-After holds the token waits until it
+// has passed.
 func (p *Poller) Run(ctx context.Context) error {
 	for {
 		if d := time.Until(p.o.Client.NotBefore()); d > 0 {
