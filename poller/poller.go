@@ -37,10 +37,19 @@ type Health interface {
 	StoreError(err error)
 }
 
+// Store is what the poller needs of the store: the snapshot and the poll facts, and one
+// atomic commit per cycle. *store.Store implements it.
+type Store interface {
+	LoadSnapshot() (snap diff.Snapshot, initialized bool, err error)
+	LastPoll() (store.PollInfo, error)
+	CommitCycle(c store.Cycle) error
+	SavePoll(p store.PollInfo) error
+}
+
 // Options configure a Poller.
 type Options struct {
 	Client Lister
-	Store  *store.Store
+	Store  Store
 	// Query holds the user's pass-through filters (types, subject); the poller adds the
 	// status filter for in-flight queries.
 	Query            plugchoice.Query

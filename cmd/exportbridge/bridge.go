@@ -176,7 +176,7 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	for _, s := range b.specs {
 		b.disp = append(b.disp, delivery.NewDispatcher(st, delivery.DispatcherOptions{
 			Sink: s.sink, Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
-			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m, Alert: b.alertOptions(s),
 		}))
 	}
 	b.poller, err = poller.New(poller.Options{
