@@ -121,11 +121,11 @@ func grepLines(s, sub string) string {
 // TestStateJSON: `state --json` prints the store statistics as one JSON document.
 func TestStateJSON(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir, store.Options{}) // state reads a store; it never makes one
+	db, err := store.Open(dir, store.Options{}) // state reads a store; it never makes one
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
+	db.Close()
 	stdout, stderr, code := run(t, map[string]string{"EXPORTBRIDGE_STATE_DIR": dir}, 30*time.Second, "state", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
