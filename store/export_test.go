@@ -6,3 +6,9 @@ func (s *Store) PagesWritten() int64 {
 	st := s.db.Stats()
 	return st.TxStats.GetWrite()
 }
+
+// RingIndexLen is the size of the in-memory index of the ring: refs still queued or dead,
+// and entries with a reverse list.
+func (s *Store) RingIndexLen() (refs, entries int) {
+	return len(s.ringIdx.m), len(s.ringIdx.rev)
+}

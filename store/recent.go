@@ -96,6 +96,7 @@ type ringRef struct {
 // next one rebuilds it from the ring.
 type ringIndex struct {
 	m     map[ringRef]uint64
+	rev   map[uint64][]ringRef // entry -> the refs ever indexed to it (eviction needs no decode)
 	stale bool
 }
 
@@ -109,7 +110,8 @@ type ring struct {
 	sinks   *bolt.Bucket
 	dirty   map[uint64]*RecentEvent
 	entries map[uint64]*RecentEvent
-	staged  map[ringRef]uint64 // 0: removed
+	staged  map[ringRef]uint64   // 0: removed
+	revised map[uint64][]ringRef // nil: removed
 }
 
 // ringOf returns the ring of tx, or nil when the store keeps none.
@@ -133,15 +135,18 @@ func (s *Store) ringOf(tx *bolt.Tx) (*ring, error) {
 
 // reindex rebuilds the index from the ring.
 func (r *ring) reindex() error {
-	m := map[ringRef]uint64{}
+	m, rev := map[ringRef]uint64{}, map[uint64][]ringRef{}
 	err := r.b.ForEach(func(k, v []byte) error {
 		var re RecentEvent
 		if err := json.Unmarshal(v, &re); err != nil {
 			return fmt.Errorf("recent event %d: %w", keySeq(k), err)
 		}
+		n := keySeq(k)
 		for _, o := range re.Sinks {
 			if o.State == StateQueued || o.State == StateWaiting || o.State == StateDead {
-				m[ringRef{o.Sink, o.Seq}] = keySeq(k)
+				ref := ringRef{o.Sink, o.Seq}
+				m[ref] = n
+				rev[n] = append(rev[n], ref)
 			}
 		}
 		return nil
@@ -149,7 +154,7 @@ func (r *ring) reindex() error {
 	if err != nil {
 		return fmt.Errorf("recent events: index: %w", err)
 	}
-	r.ix.m, r.ix.stale = m, false
+	r.ix.m, r.ix.rev, r.ix.stale = m, rev, false
 	return nil
 }
 
@@ -160,11 +165,26 @@ func (r *ring) lookup(ref ringRef) uint64 {
 	return r.ix.m[ref]
 }
 
+// stage points ref at entry n (0: at none) when the transaction commits.
 func (r *ring) stage(ref ringRef, n uint64) {
 	if r.staged == nil {
 		r.staged = map[ringRef]uint64{}
 	}
+	if r.revised == nil {
+		r.revised = map[uint64][]ringRef{}
+	}
 	r.staged[ref] = n
+	if n != 0 {
+		r.revised[n] = append(slices.Clone(r.refsOf(n)), ref)
+	}
+}
+
+// refsOf returns the refs indexed to entry n (some may point elsewhere since).
+func (r *ring) refsOf(n uint64) []ringRef {
+	if refs, ok := r.revised[n]; ok {
+		return refs
+	}
+	return r.ix.rev[n]
 }
 
 // ringFailed marks the index stale after a transaction that used rg failed.
@@ -244,15 +264,15 @@ func cmpString(a, b string) int {
 
 // evict deletes the entry old (if present) with its index keys.
 func (r *ring) evict(old uint64) error {
-	re, err := r.get(old)
-	if err != nil || re == nil {
-		return err
-	}
-	for _, o := range re.Sinks {
-		if r.lookup(ringRef{o.Sink, o.Seq}) == old {
-			r.stage(ringRef{o.Sink, o.Seq}, 0)
+	for _, ref := range r.refsOf(old) {
+		if r.lookup(ref) == old {
+			r.stage(ref, 0)
 		}
 	}
+	if r.revised == nil {
+		r.revised = map[uint64][]ringRef{}
+	}
+	r.revised[old] = nil
 	delete(r.dirty, old)
 	delete(r.entries, old)
 	if err := r.b.Delete(seqKey(old)); err != nil {
@@ -439,7 +459,14 @@ func (r *ring) flush() error {
 			r.ix.m[ref] = n
 		}
 	}
-	r.staged = nil
+	for n, refs := range r.revised {
+		if refs == nil {
+			delete(r.ix.rev, n)
+		} else {
+			r.ix.rev[n] = refs
+		}
+	}
+	r.staged, r.revised = nil, nil
 	for n, re := range r.dirty {
 		v, err := json.Marshal(re)
 		if err != nil {

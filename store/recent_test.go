@@ -154,6 +154,10 @@ func TestRecentEventsAreCapped(t *testing.T) {
 			t.Fatalf("%s: %s, want delivered", re.ID, re.Sinks[0].State)
 		}
 	}
+	// The in-memory index holds nothing of evicted or delivered events.
+	if refs, entries := s.RingIndexLen(); refs != 0 || entries > store.DefaultRecent {
+		t.Errorf("ring index: %d refs, %d entries; want 0 refs (all delivered), at most %d entries", refs, entries, store.DefaultRecent)
+	}
 }
 
 func TestRecentEventsOffKeepsNone(t *testing.T) {
