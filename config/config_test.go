@@ -684,8 +684,8 @@ func TestTable(t *testing.T) {
 		"NATS_EVENTS": "`*`", "SLACK_EVENTS": "`ready,failed,bridge`", "WEBHOOK_TIMEOUT": "`10s`", "WEBHOOK_CONCURRENCY": "`4`",
 		"WEBHOOK_EVENTS": "`*`", "POLL_FAILURE_THRESHOLD": "`5`", "SHUTDOWN_TIMEOUT": "`10s`", "EMIT_EXISTING": "`false`",
 		"POLL_INTERVAL_ACTIVE": "`10s`",
-		"SINK_FAILURE_ALERT":   "`5m`",
 		"API_BUDGET":           "80% of X-RateLimit-Limit",
+		"SINK_FAILURE_ALERT":   "`5m`",
 	}
 	for _, v := range specVars {
 		cells, ok := rows[config.Prefix+v]

@@ -26,10 +26,10 @@ type Metrics struct {
 	LastPollSuccess    prometheus.Gauge         // unix seconds
 	PollDuration       prometheus.Histogram     //
 	SinkConnected      *prometheus.GaugeVec     // sink (1 connected, 0 not)
-	SinkUp             *prometheus.GaugeVec     // sink (1 breaker closed, 0 open: the sink is down)
 	APIRetryAfterUntil prometheus.Gauge         // unix seconds; 0 until a Retry-After
 	FilterErrors       *prometheus.CounterVec   // sink: `when` failed on an event
 	OrphanedEvents     *prometheus.GaugeVec     // sink: stored, no longer configured
+	SinkUp             *prometheus.GaugeVec     // sink (1 breaker closed, 0 open: the sink is down)
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -78,13 +78,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		SinkConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
 		}, []string{"sink"}),
-		SinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "exportbridge_sink_up", Help: "0 while the sink's breaker is open (failed attempts in a row; one probe at a time), else 1.",
-		}, []string{"sink"}),
 		APIRetryAfterUntil: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "exportbridge_api_retry_after_until_timestamp_seconds",
 			Help: "Unix time until which the API's last Retry-After (429 or 503) holds every request of the token; in the past when requests may go.",
 		}),
+		SinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_sink_up", Help: "0 while the sink's breaker is open (failed attempts in a row; one probe at a time), else 1.",
+		}, []string{"sink"}),
 	}
 	m.FilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "exportbridge_filter_errors_total", Help: "Events a sink's when expression failed on (counted as no match), by sink.",

@@ -57,7 +57,8 @@ func TestRegisteredNamesAndBoundedLabels(t *testing.T) {
 	}
 	joined := strings.Join(all, " ")
 	for _, want := range []string{"exportbridge_events_detected_total", "exportbridge_deliveries_total",
-		"exportbridge_delivery_latency_seconds", "exportbridge_api_requests_total", "exportbridge_api_retry_after_until_timestamp_seconds", "exportbridge_sink_up", "go_goroutines", "process_open_fds"} {
+		"exportbridge_delivery_latency_seconds", "exportbridge_api_requests_total", "exportbridge_api_retry_after_until_timestamp_seconds",
+		"exportbridge_sink_up", "go_goroutines", "process_open_fds"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("registry lacks %s", want)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/exportbridge/exportbridge/metrics"
+	"github.com/exportbridge/exportbridge/retryafter"
 )
 
 // Defaults of Options.
@@ -500,7 +501,7 @@ func (c *Client) do(ctx context.Context, target string) (p *Page, retryAfter tim
 			ae.Message = fmt.Sprintf("redirect to %q not followed (the token is only sent to %s)",
 				redirectHost(resp.Header.Get("Location")), c.host)
 		}
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if d, ok := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now()); ok {
 			ae.RetryAfter = d
 			retryAfter = min(d, c.maxRetryWait)
 			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -438,7 +439,7 @@ func TestStoreFailureDoesNotAdvanceSnapshot(t *testing.T) {
 	if f.health.storeErr == nil {
 		t.Error("store error not reported to health")
 	}
-	st, err := store.Open(f.opts.Store.Path()[:strings.LastIndex(f.opts.Store.Path(), "/")], store.Options{})
+	st, err := store.Open(filepath.Dir(f.st.Path()), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

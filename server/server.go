@@ -56,6 +56,10 @@ type Options struct {
 	// Configured names the sinks the running bridge has configured: `state` reports
 	// the others that still hold events, and queue move/drop check against them.
 	Configured []string
+	// Status, when set, serves the status page at GET / of the admin endpoint (only
+	// there, never on Handler's LISTEN_ADDR): its Replay and Purge forms are authorised
+	// like the mutating admin calls, with the admin token kept in a cookie once given.
+	Status *Status
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -120,6 +124,12 @@ func AdminHandler(o Options) http.Handler {
 	if qa, ok := o.Admin.(QueueAdmin); ok {
 		route(mux, "/v1/queue/move", http.MethodPost, a.queueOp("move", qa))
 		route(mux, "/v1/queue/drop", http.MethodPost, a.queueOp("drop", qa))
+	}
+	if o.Status != nil {
+		p := newStatusPage(a, *o.Status)
+		p.routes(mux)
+		mux.HandleFunc("/", p.root)
+		return mux
 	}
 	mux.HandleFunc("/", notFound)
 	return mux

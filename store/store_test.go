@@ -165,10 +165,10 @@ func TestOpenLockedBySecondOpen(t *testing.T) {
 	if err.Error() != want {
 		t.Errorf("error:\n got %s\nwant %s", err, want)
 	}
-	// The requirement is "fails within 2s"; a generous bound keeps a loaded machine
-	// from failing it while still catching a wait-forever lock.
-	if elapsed > 10*time.Second {
-		t.Errorf("second Open took %v, want it to give up after the 1s lock timeout", elapsed)
+	// The SPEC's bound is 2 s ("fails at once"); the lock timeout is 1 s, so 2 s is well
+	// above the healthy figure and still catches a lock that waits longer than promised.
+	if elapsed > 2*time.Second {
+		t.Errorf("second Open took %v, want it to give up within the SPEC's 2s (lock timeout 1s)", elapsed)
 	}
 	// After the first store closes, the lock is free again.
 	if err := s.Close(); err != nil {

@@ -254,6 +254,7 @@ func (b *bridge) serve(ctx context.Context) (wait func(), err error) {
 		Health: b.health, Registry: b.reg, Admin: b.st, AdminToken: b.cfg.AdminToken,
 		AdminRequireToken: !b.cfg.AdminIsLoopback() || b.cfg.AdminToken != "",
 		OnReplay:          b.notify, Logger: b.log, Configured: b.sinkNames(),
+		Status: b.statusPage(),
 	}
 	start := func(addr, what string, h http.Handler) error {
 		if addr == "" {

@@ -332,3 +332,20 @@ func regexpLine(s, re string) bool {
 }
 
 func bridgetestTail(s string) string { return bridgetest.Tail(s, 3000) }
+
+// TestLiteralSecretIsWarned: a secret written into the file works, and check warns
+// about it without printing it.
+func TestLiteralSecretIsWarned(t *testing.T) {
+	env := baseEnv("https://api.example/api/v3", t.TempDir())
+	env["EXPORTBRIDGE_CONFIG_FILE"] = writeConfig(t, "sinks:\n  - name: ops\n    kind: slack\n    slack: {token: xoxb-literal-in-file, channel: \"#ops\"}\n")
+	stdout, stderr, code := run(t, env, 20*time.Second, "check", "--event", "/dev/null")
+	if code != 2 { // /dev/null is no event: the settings were fine, the file was not
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "sinks[0].slack.token holds a literal secret: prefer token_file or ${ENV_NAME}") {
+		t.Errorf("no warning about the literal secret:\n%s", stderr)
+	}
+	if strings.Contains(stdout+stderr, "xoxb-literal-in-file") {
+		t.Errorf("the literal secret was printed:\n%s\n%s", stdout, stderr)
+	}
+}

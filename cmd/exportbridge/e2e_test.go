@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -357,12 +358,25 @@ func TestAdminAgainstRunningBridge(t *testing.T) {
 }
 
 // TestGracefulShutdownLosesNothing: SIGTERM while a slow receiver holds deliveries exits 0
-// and a restart delivers everything left.
+// and a restart delivers everything left. The receiver holds every delivery after the
+// first until SIGTERM is sent (then takes 700 ms each), so events are reliably queued
+// at SIGTERM whatever the machine's speed.
 func TestGracefulShutdownLosesNothing(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(12, "processing")
 	h := newHook(t)
-	h.setDelay(func() time.Duration { return 700 * time.Millisecond })
+	sigterm := make(chan struct{})
+	var closeOnce sync.Once
+	sent := func() { closeOnce.Do(func() { close(sigterm) }) }
+	t.Cleanup(sent) // runs before the hook's server closes: no handler stays held
+	var calls atomic.Int32
+	h.setDelay(func() time.Duration {
+		if calls.Add(1) == 1 {
+			return 0
+		}
+		<-sigterm
+		return 700 * time.Millisecond
+	})
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	env["EXPORTBRIDGE_SHUTDOWN_TIMEOUT"] = "1s"
 	env["EXPORTBRIDGE_WEBHOOK_CONCURRENCY"] = "2"
@@ -375,12 +389,13 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	wants := expectedSince(sim, baseline)
 	bridgetest.WaitFor(t, 30*time.Second, "a first delivery", func() bool { return len(h.deliveries()) >= 1 })
 	p.Signal(syscall.SIGTERM)
+	sent()
 	if code := p.Wait(60 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
 	before := distinctIDs(h.deliveries())
 	if before >= len(wants) {
-		t.Logf("everything was delivered before the shutdown; the restart has nothing to do")
+		t.Fatalf("all %d events were delivered by the stopping bridge: nothing was left queued at SIGTERM, so the restart checks nothing (or the shutdown drained every queue)", before)
 	}
 	h.setDelay(nil)
 	start(t, env, "run")

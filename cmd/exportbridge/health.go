@@ -6,6 +6,7 @@ import (
 	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/logging"
+	"github.com/exportbridge/exportbridge/sinks/registry"
 )
 
 // alertOptions are what the dispatcher of s reports about its sink's health
@@ -22,15 +23,11 @@ var _ delivery.Alerter = sinkAlerter{}
 
 func (a sinkAlerter) SinkHealth(al delivery.Alert) error {
 	b := a.b
-	secrets := b.cfg.Secrets()
-	for _, s := range b.specs {
-		secrets = append(secrets, s.Secrets...)
-	}
 	queued := al.Queued
 	d := event.BridgeData{
 		Sink: al.Sink, Kind: al.Kind, Destination: al.Destination,
 		// The error goes to other destinations, past the log redactor: scrub it the same way.
-		LastError: logging.Redact(al.LastError, secrets),
+		LastError: logging.Redact(al.LastError, append(b.cfg.Secrets(), registry.Secrets(b.sinkSpecs())...)),
 		Queued:    &queued, Failures: al.Failures,
 	}
 	ev, err := event.NewBridge(source(b.cfg), al.Type, d, al.Since, al.At)

@@ -38,6 +38,7 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Defaults.
@@ -86,6 +87,9 @@ type Options struct {
 	// Setting names a setting (url, token, creds, ...) the way the user wrote it, for
 	// messages; nil: "nats.<key>".
 	Setting func(key string) string
+	// Payload, when set, is published instead of the CloudEvent (the `body` or
+	// `body_text` template), with the CloudEvent attributes in ce-* headers.
+	Payload *template.Payload
 }
 
 // Sink publishes events to NATS. It is safe for concurrent use.
@@ -109,7 +113,8 @@ type Sink struct {
 	closed   bool
 	wake     func() // set by the dispatcher (sinks.Waker); called on every (re)connect
 
-	names *strings.Replacer // {token} and friends -> the user's spelling
+	names   *strings.Replacer // {token} and friends -> the user's spelling
+	payload *template.Payload
 }
 
 var (
@@ -156,6 +161,7 @@ func newSink(ctx context.Context, o Options, names *strings.Replacer) (*Sink, er
 		log:     o.Logger.With("sink", o.Name),
 		metrics: o.Metrics,
 		names:   names,
+		payload: o.Payload,
 	}
 	opts, err := s.natsOptions(o)
 	if err != nil {
@@ -599,10 +605,9 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	if !s.nc.IsConnected() {
 		return fmt.Errorf("nats: publish %s to %s: not connected to %s (status %s); will retry", e.ID, subj, s.urls, s.nc.Status())
 	}
-	msg := &natsgo.Msg{
-		Subject: subj,
-		Data:    e.Body,
-		Header:  natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}},
+	msg, err := s.message(e, subj)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.flushTO)
 	defer cancel()
@@ -631,6 +636,40 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 		return s.classify(e, subj, denied)
 	}
 	return nil
+}
+
+// message is what a publish of e sends: the CloudEvent, or the rendered template with
+// the CloudEvent attributes in ce-* headers (binary mode). Nats-Msg-Id stays the event
+// id either way, so JetStream removes re-sends. A template that cannot render this event
+// is a permanent error.
+func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
+	if s.payload == nil {
+		return &natsgo.Msg{Subject: subj, Data: e.Body,
+			Header: natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}}}, nil
+	}
+	body, err := s.payload.Render(e)
+	if err != nil {
+		return nil, sinks.Permanent(fmt.Errorf("nats: event %s: template %w", e.ID, err))
+	}
+	ce, err := template.CEHeaders(e)
+	if err != nil {
+		return nil, sinks.Permanent(fmt.Errorf("nats: %w", err))
+	}
+	h := natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {s.payload.ContentType()}}
+	for _, kv := range ce {
+		h[kv[0]] = []string{kv[1]}
+	}
+	return &natsgo.Msg{Subject: subj, Data: body, Header: h}, nil
+}
+
+// Preview returns the subject, headers and payload a publish of e would send, without
+// publishing (`exportbridge template render`).
+func (s *Sink) Preview(e event.Event) (subject string, h map[string][]string, body []byte, err error) {
+	msg, err := s.message(e, s.Subject(e))
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return msg.Subject, msg.Header, msg.Data, nil
 }
 
 // publishDenied returns the server's permission violation for publishing on subj, if

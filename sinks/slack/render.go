@@ -15,6 +15,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Slack's limits, in characters. Lengths are counted in UTF-16 code units, which is never
@@ -46,14 +47,7 @@ type Message struct {
 // Escape escapes the three characters Slack's mrkdwn treats as control characters:
 // & < > become &amp; &lt; &gt;. Every value from the API goes through it, so that a
 // filename like "<!channel>" reaches Slack as literal text and pings no one.
-func Escape(s string) string {
-	if !strings.ContainsAny(s, "&<>") {
-		return s
-	}
-	return escaper.Replace(s)
-}
-
-var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+func Escape(s string) string { return template.SlackEscape(s) }
 
 // escapeCode is Escape for text inside a code span or block: a backtick is followed by a
 // zero-width space so that no value can close the code block early.
@@ -415,23 +409,9 @@ func exportDuration(exp *plugchoice.Export) string {
 	return FormatDuration(stop.Sub(start))
 }
 
-// FormatDuration shows d the way people read it: "42s", "4m 12s", "2h 3m", "1d 2h".
-func FormatDuration(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	s := int64(d.Round(time.Second) / time.Second)
-	switch {
-	case s < 60:
-		return fmt.Sprintf("%ds", s)
-	case s < 3600:
-		return fmt.Sprintf("%dm %ds", s/60, s%60)
-	case s < 86400:
-		return fmt.Sprintf("%dh %dm", s/3600, s%3600/60)
-	default:
-		return fmt.Sprintf("%dd %dh", s/86400, s%86400/3600)
-	}
-}
+// FormatDuration shows d the way people read it: "42s", "4m 12s", "2h 3m", "1d 2h" (the
+// templates' humanDuration).
+func FormatDuration(d time.Duration) string { return template.HumanDuration(d) }
 
 func renderBridge(short string, d *event.BridgeData) Message {
 	since := when(d.Since)
