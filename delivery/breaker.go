@@ -69,9 +69,10 @@ type breaker struct {
 	probeKey *keyQueue // the key whose delivery is the probe in flight
 }
 
-// limit is how many deliveries may be in flight: the concurrency while the sink is up,
-// shrinking with each failure in a row so that no more than BreakerThreshold attempts
-// fail before the breaker opens; one probe once it is open.
+// limit is how many Deliver (or DeliverBatch) calls may be in flight: the concurrency
+// while the sink is up, shrinking with each failure in a row (batches are off then) so
+// that no more than BreakerThreshold attempts fail before the breaker opens; one probe
+// once it is open.
 func (r *run) limit() int {
 	b := &r.br
 	if b.open {

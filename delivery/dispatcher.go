@@ -312,8 +312,9 @@ func (h *readyHeap) Pop() any {
 }
 
 type result struct {
-	k   *keyQueue
-	err error
+	k    *keyQueue
+	err  error
+	last bool // the last result of its Deliver or DeliverBatch call
 }
 
 type flushResult struct {
@@ -326,7 +327,8 @@ type run struct {
 	d          *Dispatcher
 	keys       map[string]*keyQueue
 	ready      readyHeap
-	inflight   int
+	inflight   int    // records in flight
+	calls      int    // Deliver and DeliverBatch calls in flight
 	inMem      int    // records read and not yet settled (in-flight included)
 	lastSeq    uint64 // highest seq read from the outbox
 	more       bool   // the last read stopped at the window: more records wait in the store
@@ -408,9 +410,10 @@ func (r *run) publish() {
 
 // dispatch starts deliveries of ready keys while there is capacity. While the breaker
 // is open, the only delivery is the probe: the key next in line, whatever its own
-// schedule, once the breaker's backoff allows.
+// schedule, once the breaker's backoff allows. A healthy sinks.Batcher gets the heads of
+// up to MaxBatch due keys in one call.
 func (r *run) dispatch(now time.Time) {
-	for !r.stopping && r.inflight < r.limit() && r.ready.Len() > 0 {
+	for !r.stopping && r.calls < r.limit() && r.ready.Len() > 0 {
 		k := r.ready[0]
 		probe := r.br.open
 		if probe {
@@ -420,18 +423,42 @@ func (r *run) dispatch(now time.Time) {
 		} else if k.recs[0].NextAttemptAt.After(now) {
 			return
 		}
+		if b, ok := r.d.o.Sink.(sinks.Batcher); ok && !probe && r.br.failures == 0 {
+			r.startBatch(b, now)
+			continue
+		}
 		heap.Pop(&r.ready)
 		if probe {
 			r.br.probeKey = k
 		}
-		k.inflight = true
-		r.inflight++
-		rec := &k.recs[0]
-		if rec.FirstAttemptAt.IsZero() {
-			rec.FirstAttemptAt = now
-		}
-		go r.deliver(k, rec.Event)
+		r.calls++
+		go r.deliver(k, r.start(k, now).Event)
 	}
+}
+
+// start marks k's head in flight and returns it.
+func (r *run) start(k *keyQueue, now time.Time) *store.Record {
+	k.inflight = true
+	r.inflight++
+	rec := &k.recs[0]
+	if rec.FirstAttemptAt.IsZero() {
+		rec.FirstAttemptAt = now
+	}
+	return rec
+}
+
+// startBatch hands the heads of the due keys, up to MaxBatch (each key is in the ready
+// heap once: one event per export), to the sink in one call.
+func (r *run) startBatch(b sinks.Batcher, now time.Time) {
+	var ks []*keyQueue
+	var evs []event.Event
+	for len(ks) < sinks.MaxBatch && r.ready.Len() > 0 && !r.ready[0].recs[0].NextAttemptAt.After(now) {
+		k := heap.Pop(&r.ready).(*keyQueue)
+		ks = append(ks, k)
+		evs = append(evs, r.start(k, now).Event)
+	}
+	r.calls++
+	go r.deliverBatch(b, ks, evs)
 }
 
 // deliver runs in its own goroutine: it gets the event by value and touches no run state.
@@ -441,9 +468,34 @@ func (r *run) deliver(k *keyQueue, ev event.Event) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sink %s panicked delivering event %s: %v", r.d.name, ev.ID, p)
 		}
-		r.results <- result{k: k, err: err}
+		r.results <- result{k: k, err: err, last: true}
 	}()
 	err = r.d.o.Sink.Deliver(r.workCtx, ev)
+}
+
+// deliverBatch is deliver for a batch: one result per event, each settled on its own.
+func (r *run) deliverBatch(b sinks.Batcher, ks []*keyQueue, evs []event.Event) {
+	errs := func() (errs []error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err := fmt.Errorf("sink %s panicked delivering a batch of %d events: %v", r.d.name, len(evs), p)
+				errs = make([]error, len(evs))
+				for i := range errs {
+					errs[i] = err
+				}
+			}
+		}()
+		return b.DeliverBatch(r.workCtx, evs)
+	}()
+	for i, k := range ks {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		} else {
+			err = fmt.Errorf("sink %s answered %d of a batch of %d events", r.d.name, len(errs), len(evs))
+		}
+		r.results <- result{k: k, err: err, last: i == len(ks)-1}
+	}
 }
 
 // retryWaiting moves the next attempt of every waiting key's head to now (the sink is
@@ -467,7 +519,7 @@ func (r *run) retryWaiting(now time.Time) {
 // the next probe or the sink alert is due.
 func (r *run) nextWake(now time.Time) (time.Duration, bool) {
 	at, ok := r.breakerWake(now)
-	if !r.br.open && !r.stopping && r.inflight < r.limit() && r.ready.Len() > 0 {
+	if !r.br.open && !r.stopping && r.calls < r.limit() && r.ready.Len() > 0 {
 		if t := r.ready[0].recs[0].NextAttemptAt; !ok || t.Before(at) {
 			at, ok = t, true
 		}
@@ -484,6 +536,9 @@ func (r *run) handle(res result) {
 	k := res.k
 	k.inflight = false
 	r.inflight--
+	if res.last {
+		r.calls--
+	}
 	rec := &k.recs[0]
 	now := time.Now()
 	lastErr := ""
