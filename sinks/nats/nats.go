@@ -190,7 +190,9 @@ func newSink(ctx context.Context, o Options, names *strings.Replacer) (*Sink, er
 	}
 	s.nc = nc
 	if o.JetStream {
-		js, err := jetstream.New(nc)
+		// Bounded async acks (DeliverBatch): a publish whose ack never comes (the
+		// connection dropped) is failed and forgotten instead of stalling later batches.
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(s.flushTO))
 		if err != nil {
 			_ = s.Close()
 			return nil, sinks.Permanent(fmt.Errorf("nats: jetstream: %w", err))
