@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/template"
@@ -502,26 +503,16 @@ func connectError(o Options, urls string, err error) error {
 	}
 }
 
-// redactURL hides any user info (user:password or a token) in a server URL.
-func redactURL(raw string) string {
-	s := raw
-	scheme := ""
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, s = s[:i+3], s[i+3:]
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		s = "redacted@" + s[at+1:]
-	}
-	return scheme + s
-}
-
+// redactURLs renders the server list for messages, without credentials.
 func redactURLs(urls []string) string {
 	r := make([]string, len(urls))
 	for i, u := range urls {
-		r[i] = redactURL(strings.TrimSpace(u))
+		r[i] = redactURL(u)
 	}
 	return strings.Join(r, ",")
 }
+
+func redactURL(u string) string { return logging.SafeURL(u, false) }
 
 // setState records and logs a connection state change, once per change. detail is the
 // (redacted) server URL when up, the reason when down.

@@ -28,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/retryafter"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/template"
@@ -415,10 +416,7 @@ func parseURL(raw string) (*url.URL, string, error) {
 }
 
 // safeString renders u without userinfo, query string and fragment.
-func safeString(u *url.URL) string {
-	c := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	return c.String()
-}
+func safeString(u *url.URL) string { return logging.SafeURL(u.String(), false) }
 
 // safeLocation resolves a redirect target against base and renders it without userinfo,
 // query string and fragment.
