@@ -9,16 +9,16 @@ import (
 // SafeURL renders one configured URL for tables, logs and errors: scheme, host and
 // path, without userinfo, query string or fragment (they may hold credentials or a
 // signature). With hostOnly the path goes too (a Slack incoming-webhook URL keeps its
-// secret in the path), replaced by "/..." when there was one. A value that does not
-// parse as a URL with a host is shown as host:port when it is one, else as "(url)".
+// secret in the path), replaced by "/..." when there was one. host:port is shown as it
+// is; what does not parse as a URL is "(url)".
 // It is the one URL redactor of the bridge; Redact and RedactURLHosts apply it to text.
 func SafeURL(raw string, hostOnly bool) string {
 	raw = strings.TrimSpace(raw)
+	if raw != "" && !strings.Contains(raw, "://") && !strings.ContainsAny(raw, "@?#/ ") {
+		return raw // host:port, as NATS accepts
+	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		if !strings.Contains(raw, "://") && !strings.ContainsAny(raw, "@?#/ ") && raw != "" {
-			return raw // host:port, as NATS accepts
-		}
+	if err != nil || (u.Host == "" && u.Path == "" && u.Scheme == "") {
 		return "(url)"
 	}
 	c := url.URL{Scheme: u.Scheme, Host: u.Host}

@@ -18,7 +18,9 @@ func TestSafeURL(t *testing.T) {
 		{"https://slack.com/", true, "https://slack.com"},
 		{"nats://tok@nats.example:4222", false, "nats://nats.example:4222"},
 		{" nats.example:4222 ", false, "nats.example:4222"},
-		{"user:pass@host/x", false, "(url)"},
+		{"user:pass@host/x", false, "user:"}, // parsed as scheme user: with an opaque part, which is dropped
+		{"/hook", false, "/hook"},
+		{"mailto:a@b", false, "mailto:"},
 		{"", false, "(url)"},
 		{"%zz://x", false, "(url)"},
 	}
