@@ -653,16 +653,6 @@ func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
 	return &natsgo.Msg{Subject: subj, Data: body, Header: h}, nil
 }
 
-// Preview returns the subject, headers and payload a publish of e would send, without
-// publishing (`exportbridge template render`).
-func (s *Sink) Preview(e event.Event) (subject string, h map[string][]string, body []byte, err error) {
-	msg, err := s.message(e, s.Subject(e))
-	if err != nil {
-		return "", nil, nil, err
-	}
-	return msg.Subject, msg.Header, msg.Data, nil
-}
-
 // publishDenied returns the server's permission violation for publishing on subj, if
 // the connection has one. nats.go keeps that error until the next reconnect, so a newly
 // seen violation forces a reconnect: a retry after the permission was granted then
