@@ -638,13 +638,9 @@ func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
 		return &natsgo.Msg{Subject: subj, Data: e.Body,
 			Header: natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}}}, nil
 	}
-	body, err := s.payload.Render(e)
+	body, ce, err := s.payload.Render(e)
 	if err != nil {
 		return nil, sinks.Permanent(fmt.Errorf("nats: event %s: template %w", e.ID, err))
-	}
-	ce, err := template.CEHeaders(e)
-	if err != nil {
-		return nil, sinks.Permanent(fmt.Errorf("nats: %w", err))
 	}
 	h := natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {s.payload.ContentType()}}
 	for _, kv := range ce {
