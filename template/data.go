@@ -1,8 +1,6 @@
 package template
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -65,6 +63,40 @@ type wire struct {
 	Data        map[string]any `json:"data"`
 }
 
+// decodeWire reads the envelope and its data in one pass (decodeJSON).
+func decodeWire(body []byte) (*wire, error) {
+	v, err := decodeJSON(body)
+	if err != nil {
+		return nil, err
+	}
+	env, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the CloudEvent is not a JSON object")
+	}
+	w := &wire{}
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{{"specversion", &w.SpecVersion}, {"id", &w.ID}, {"source", &w.Source}, {"type", &w.Type},
+		{"subject", &w.Subject}, {"time", &w.Time}, {"account", &w.Account}} {
+		switch x := env[f.name].(type) {
+		case string:
+			*f.to = x
+		case nil:
+		default:
+			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", f.name, x)
+		}
+	}
+	switch x := env["data"].(type) {
+	case map[string]any:
+		w.Data = x
+	case nil:
+	default:
+		return nil, fmt.Errorf("data is a %T (expected an object)", x)
+	}
+	return w, nil
+}
+
 // headers are the envelope's attributes as CloudEvents binary-mode headers (HTTP and
 // NATS bindings), in name order; datacontenttype is the payload's Content-Type instead.
 func (w *wire) headers() [][2]string {
@@ -90,10 +122,8 @@ func (w *wire) headers() [][2]string {
 //	.Sink    name
 //	.Vars    the sink's own values (SetVars), empty until set
 func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
-	dec := json.NewDecoder(bytes.NewReader(e.Body))
-	dec.UseNumber()
-	var w wire
-	if err := dec.Decode(&w); err != nil {
+	w, err := decodeWire(e.Body)
+	if err != nil {
 		return nil, fmt.Errorf("template data of event %s: decode the CloudEvent: %w", e.ID, err)
 	}
 	if w.ID == "" || w.Type == "" {

@@ -1,7 +1,6 @@
 package template
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,8 +141,8 @@ func (e *Error) Detail() string {
 // datacontenttype is the Content-Type of the payload instead. Values are
 // percent-encoded where the bindings require it.
 func CEHeaders(e event.Event) ([][2]string, error) {
-	var w wire
-	if err := json.Unmarshal(e.Body, &w); err != nil {
+	w, err := decodeWire(e.Body)
+	if err != nil {
 		return nil, fmt.Errorf("cloudevent headers of event %s: %w", e.ID, err)
 	}
 	return w.headers(), nil
