@@ -172,3 +172,45 @@ func TestBadTemplateStopsTheBridgeNamingSinkKeyAndLine(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEShowsTheRecipesAsRendered: the `template render` outputs in the README are
+// what the command prints today (request line, headers but the timestamp, and body).
+func TestREADMEShowsTheRecipesAsRendered(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"EXPORTBRIDGE_STATE_DIR": t.TempDir(), "EXPORTBRIDGE_CONFIG_FILE": recipeConfig(t),
+		"PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY0123456789abcdefabcdef", "LEGACY_WHSEC": legacyWhsec,
+	}
+	const prompt = "$ exportbridge template render "
+	blocks := strings.Split(string(readme), "```\n")
+	n := 0
+	for _, b := range blocks {
+		if !strings.HasPrefix(b, prompt) {
+			continue
+		}
+		cmdLine, shown, _ := strings.Cut(b, "\n")
+		out, errOut, code := run(t, env, 30*time.Second, strings.Fields(strings.TrimPrefix(cmdLine, "$ exportbridge "))...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", cmdLine, code, errOut)
+		}
+		norm := func(s string) string {
+			var keep []string
+			for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+				if !strings.HasPrefix(l, "webhook-timestamp: ") {
+					keep = append(keep, l)
+				}
+			}
+			return strings.Join(keep, "\n")
+		}
+		if norm(out) != norm(shown) {
+			t.Errorf("README shows for %q:\n%s\nthe command prints:\n%s", cmdLine, shown, out)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("found %d template render outputs in the README, want the three recipes", n)
+	}
+}
