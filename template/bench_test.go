@@ -1,9 +1,13 @@
 package template_test
 
 import (
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-yaml"
 
 	"github.com/exportbridge/exportbridge/template"
 )
@@ -12,7 +16,9 @@ import (
 // of the event (decode its CloudEvent) and render its templates.
 //   - body: the webhook body of testdata/body.yaml (16 templated leaves, toJson of the export);
 //   - blocks: the Slack text and blocks of testdata/slack.yaml (8 templated leaves),
-//     with every API value escaped for Slack.
+//     with every API value escaped for Slack;
+//   - teams recipe: the body of deploy/templates/teams.yaml as the webhook sink renders it
+//     (template.Payload: data, body and the ce-* headers).
 func BenchmarkRender(b *testing.B) {
 	e := sample(b, "export.ready")
 	b.Run("body", func(b *testing.B) {
@@ -42,6 +48,27 @@ func BenchmarkRender(b *testing.B) {
 				b.Fatal(err)
 			}
 			if _, err := blocks.Render(d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("teams recipe", func(b *testing.B) {
+		var r recipe
+		raw, err := os.ReadFile(filepath.Join("..", "deploy", "templates", "teams.yaml"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := yaml.Unmarshal(raw, &r); err != nil {
+			b.Fatal(err)
+		}
+		p, err := template.NewPayload("teams", template.PayloadConfig{Body: r.Sinks[0].Webhook.Body})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			if _, _, err := p.Render(e); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -64,7 +64,11 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 	case c == '[':
 		return d.array(depth)
 	case c == '"':
-		return d.str()
+		s, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		return d.number()
 	case c == 't':
@@ -125,7 +129,7 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		m[k.(string)] = v
+		m[k] = v
 		d.space()
 		if d.i >= len(d.b) {
 			return nil, errEnd
@@ -223,7 +227,7 @@ func (d *jsonDecoder) number() (any, error) {
 
 // str reads a string; invalid UTF-8 and lone surrogates become U+FFFD, as encoding/json
 // does.
-func (d *jsonDecoder) str() (any, error) {
+func (d *jsonDecoder) str() (string, error) {
 	d.i++ // "
 	start := d.i
 	// Fast path: no escapes, valid UTF-8.
@@ -241,12 +245,12 @@ func (d *jsonDecoder) str() (any, error) {
 			break
 		}
 		if c < 0x20 {
-			return nil, d.errorf("invalid character %q in string literal", c)
+			return "", d.errorf("invalid character %q in string literal", c)
 		}
 		d.i++
 	}
 	if d.i >= len(d.b) {
-		return nil, errEnd
+		return "", errEnd
 	}
 	out := make([]byte, 0, d.i-start+16)
 	out = append(out, d.b[start:d.i]...)
@@ -260,7 +264,7 @@ func (d *jsonDecoder) str() (any, error) {
 			}
 			return fixUTF8(out), nil
 		case c < 0x20:
-			return nil, d.errorf("invalid character %q in string literal", c)
+			return "", d.errorf("invalid character %q in string literal", c)
 		case c != '\\':
 			out = append(out, c)
 			d.i++
@@ -268,7 +272,7 @@ func (d *jsonDecoder) str() (any, error) {
 		}
 		d.i++ // backslash
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return "", errEnd
 		}
 		e := d.b[d.i]
 		d.i++
@@ -289,9 +293,9 @@ func (d *jsonDecoder) str() (any, error) {
 			r, ok := d.hex4()
 			if !ok {
 				if d.i > len(d.b) {
-					return nil, errEnd
+					return "", errEnd
 				}
-				return nil, d.errorf("invalid character in \\u hexadecimal character escape")
+				return "", d.errorf("invalid character in \\u hexadecimal character escape")
 			}
 			if utf16.IsSurrogate(r) {
 				// A pair is \uD8xx\uDCxx; anything else leaves the first as U+FFFD.
@@ -311,10 +315,10 @@ func (d *jsonDecoder) str() (any, error) {
 			out = utf8.AppendRune(out, r)
 		default:
 			d.i--
-			return nil, d.errorf("invalid character %q in string escape code", e)
+			return "", d.errorf("invalid character %q in string escape code", e)
 		}
 	}
-	return nil, errEnd
+	return "", errEnd
 }
 
 func (d *jsonDecoder) hex4() (rune, bool) {

@@ -27,7 +27,8 @@ type fNode interface {
 }
 
 type fState struct {
-	root map[string]any
+	root  map[string]any
+	stack []any // arguments of the calls in progress, reused: a call allocates nothing
 }
 
 type fText []byte
@@ -128,18 +129,24 @@ func (c fCmd) eval(st *fState, dot, final any, piped bool) (any, error) {
 	if c.fn == nil {
 		return c.args[0].eval(st, dot)
 	}
-	vals := make([]any, 0, len(c.args)+1)
+	base := len(st.stack)
+	var v any
+	var err error
 	for _, a := range c.args {
-		v, err := a.eval(st, dot)
-		if err != nil {
-			return nil, err
+		if v, err = a.eval(st, dot); err != nil {
+			break
 		}
-		vals = append(vals, v)
+		st.stack = append(st.stack, v)
 	}
-	if piped {
-		vals = append(vals, final)
+	if err == nil {
+		if piped {
+			st.stack = append(st.stack, final)
+		}
+		v, err = c.fn.call(st.stack[base:])
 	}
-	return c.fn.call(vals)
+	clear(st.stack[base:])
+	st.stack = st.stack[:base]
+	return v, err
 }
 
 // fOperand is one argument: a field chain, dot, $, a literal or a parenthesised pipe.
@@ -525,8 +532,9 @@ func fastOperand(a parse.Node, nilOK bool) (fOperand, bool) {
 
 // renderFast writes the leaf with data root to w, within max bytes; errSlow when
 // text/template must do it.
-func renderFast(nodes []fNode, root map[string]any, w *bytes.Buffer, max int) error {
-	st := fState{root: root}
+func renderFast(nodes []fNode, root map[string]any, w *bytes.Buffer, max int, stack *[]any) error {
+	st := fState{root: root, stack: (*stack)[:0]}
+	defer func() { *stack = st.stack[:0] }()
 	start := w.Len()
 	for _, n := range nodes {
 		if err := n.render(&st, w, root); err != nil {

@@ -173,6 +173,7 @@ type renderer struct {
 	out     bytes.Buffer
 	scratch bytes.Buffer
 	limit   limitWriter
+	stack   []any // the fast path's call arguments (fast.go)
 }
 
 var renderers = sync.Pool{New: func() any { return new(renderer) }}
@@ -181,7 +182,7 @@ func (r *renderer) execute(l *leaf, data map[string]any, w *bytes.Buffer, max in
 	start := w.Len()
 	fast := l.fast != nil && useFast
 	if fast {
-		switch err := renderFast(l.fast, data, w, max); {
+		switch err := renderFast(l.fast, data, w, max, &r.stack); {
 		case err == nil:
 		case errors.Is(err, ErrTooLarge):
 			return &Error{Key: l.key, Msg: ErrTooLarge.Error(), Err: ErrTooLarge}
