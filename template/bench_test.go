@@ -3,13 +3,12 @@ package template_test
 import (
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/goccy/go-yaml"
 
 	"github.com/exportbridge/exportbridge/template"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // BenchmarkRender is the cost per event of what a sink does at delivery: build the data
@@ -24,7 +23,7 @@ func BenchmarkRender(b *testing.B) {
 	b.Run("body", func(b *testing.B) {
 		body := bodyTemplate(b)
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			d, err := template.NewData(e, "ops", template.Plain)
 			if err != nil {
@@ -38,7 +37,7 @@ func BenchmarkRender(b *testing.B) {
 	b.Run("blocks", func(b *testing.B) {
 		text, blocks := slackTemplates(b)
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			d, err := template.NewData(e, "ops", template.Slack)
 			if err != nil {
@@ -66,7 +65,7 @@ func BenchmarkRender(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			if _, _, err := p.Render(e); err != nil {
 				b.Fatal(err)
@@ -75,31 +74,11 @@ func BenchmarkRender(b *testing.B) {
 	})
 	b.Run("data only", func(b *testing.B) {
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			if _, err := template.NewData(e, "ops", template.Plain); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-}
-
-// cpuPerOp reports the process's CPU time per operation (user + system, GC included)
-// beside ns/op: on a machine shared with other work, wall time per op grows with the
-// load, CPU time much less.
-func cpuPerOp(b *testing.B) func() {
-	start := cpuTime(b)
-	return func() {
-		if b.N > 0 {
-			b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
-		}
-	}
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // benchReceiver answers 204 on loopback after reading the body.
@@ -151,6 +152,7 @@ func BenchmarkTemplatedDeliver(b *testing.B) {
 			}
 			b.Cleanup(func() { _ = s.Close() })
 			ctx := context.Background()
+			defer bridgetest.CPUPerOp(b)()
 			benchLoop(b, true, evs, func(e event.Event) error { return s.Deliver(ctx, e) })
 		})
 	}
