@@ -112,7 +112,7 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 		if d.b[d.i] != '"' {
 			return nil, d.errorf("invalid character %q looking for beginning of object key string", d.b[d.i])
 		}
-		k, err := d.str()
+		k, err := d.key()
 		if err != nil {
 			return nil, err
 		}
@@ -223,6 +223,35 @@ func (d *jsonDecoder) number() (any, error) {
 		}
 	}
 	return json.Number(d.b[start:d.i]), nil
+}
+
+// knownKeys are the keys of every event: given as constants, they cost no allocation.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
+		"previous_status", "status", "observed_at", "export", "uuid", "filename", "file_size", "row_count",
+		"error_message", "requested_at", "completed_at", "failed_at", "download_url", "label",
+		"error_kind", "message", "consecutive_failures", "since", "sink", "kind", "destination", "last_error", "queued", "account"} {
+		m[k] = k
+	}
+	return m
+}()
+
+// key reads an object key: a known one without allocating.
+func (d *jsonDecoder) key() (string, error) {
+	start := d.i + 1
+	for j := start; j < len(d.b) && j-start <= 24; j++ {
+		if c := d.b[j]; c == '"' {
+			if k, ok := knownKeys[string(d.b[start:j])]; ok { // no allocation for the lookup
+				d.i = j + 1
+				return k, nil
+			}
+			break
+		} else if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return d.str()
 }
 
 // str reads a string; invalid UTF-8 and lone surrogates become U+FFFD, as encoding/json
