@@ -638,29 +638,15 @@ func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
 		return &natsgo.Msg{Subject: subj, Data: e.Body,
 			Header: natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}}}, nil
 	}
-	body, err := s.payload.Render(e)
+	body, ce, err := s.payload.Render(e)
 	if err != nil {
 		return nil, sinks.Permanent(fmt.Errorf("nats: event %s: template %w", e.ID, err))
-	}
-	ce, err := template.CEHeaders(e)
-	if err != nil {
-		return nil, sinks.Permanent(fmt.Errorf("nats: %w", err))
 	}
 	h := natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {s.payload.ContentType()}}
 	for _, kv := range ce {
 		h[kv[0]] = []string{kv[1]}
 	}
 	return &natsgo.Msg{Subject: subj, Data: body, Header: h}, nil
-}
-
-// Preview returns the subject, headers and payload a publish of e would send, without
-// publishing (`exportbridge template render`).
-func (s *Sink) Preview(e event.Event) (subject string, h map[string][]string, body []byte, err error) {
-	msg, err := s.message(e, s.Subject(e))
-	if err != nil {
-		return "", nil, nil, err
-	}
-	return msg.Subject, msg.Header, msg.Data, nil
 }
 
 // publishDenied returns the server's permission violation for publishing on subj, if

@@ -238,13 +238,9 @@ func (s *Sink) message(e event.Event) ([]byte, http.Header, error) {
 		s.setHeaders(h, e.ID, e.Body, event.ContentType, nil)
 		return e.Body, h, nil
 	}
-	body, err := s.payload.Render(e)
+	body, ce, err := s.payload.Render(e)
 	if err != nil {
 		return nil, nil, sinks.Permanent(fmt.Errorf("webhook %s: event %s: template %w", s.name, e.ID, err))
-	}
-	ce, err := template.CEHeaders(e)
-	if err != nil {
-		return nil, nil, sinks.Permanent(fmt.Errorf("webhook %s: %w", s.name, err))
 	}
 	s.setHeaders(h, e.ID, body, s.payload.ContentType(), ce)
 	return body, h, nil
