@@ -163,8 +163,8 @@ func TestBadTemplateStopsTheBridgeNamingSinkKeyAndLine(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2; stderr %s", args, code, errOut)
 		}
 		for _, want := range []string{
-			`sinks[0].webhook.body.ticket.title: line 2: function "shout" not defined`,
-			`sinks[1].slack.blocks[0].text.text: line 1, column 4: error calling index`,
+			`sinks[0].webhook.body.ticket.title: sink tickets: line 2: function "shout" not defined`,
+			`sinks[1].slack.blocks[0].text.text: sink ops: line 1, column 4: error calling index`,
 		} {
 			if !strings.Contains(errOut, want) {
 				t.Errorf("%v: stderr lacks %q:\n%s", args, want, errOut)
