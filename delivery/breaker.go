@@ -99,6 +99,7 @@ func (r *run) deliveredOK(now time.Time) {
 	d.log.Info("sink is back: breaker closed", "down_for", now.Sub(b.since).Round(time.Millisecond).String(),
 		"failed_attempts", b.total)
 	d.o.Metrics.Up(d.name, true)
+	d.down.Store(false)
 	if b.alerted {
 		r.alert(event.TypeSinkRecovered, now)
 	}
@@ -140,6 +141,7 @@ func (r *run) openBreaker(now time.Time, err error) {
 		b.alertAt = now.Add(d.o.Alert.After)
 	}
 	d.o.Metrics.Up(d.name, false)
+	d.down.Store(true)
 }
 
 // probeDone frees the probe slot after an outcome that says nothing about the sink's

@@ -99,6 +99,7 @@ type Dispatcher struct {
 	wake    chan struct{} // the sink's destination is back: retry waiting events now
 	queued  atomic.Int64
 	running atomic.Bool
+	down    atomic.Bool // the breaker is open
 
 	mu      sync.Mutex
 	settled chan struct{} // closed (and replaced) after each settle transaction
@@ -171,6 +172,9 @@ func (d *Dispatcher) retryNow() {
 	default:
 	}
 }
+
+// Down reports whether the sink is down: its breaker is open (see Delivery health).
+func (d *Dispatcher) Down() bool { return d.down.Load() }
 
 // Queued returns the number of records in the outbox not yet delivered (as of the
 // dispatcher's last look at the queue).

@@ -302,7 +302,7 @@ func (p *statusPage) mutate(op string) http.HandlerFunc {
 // clean scrubs a value shown on the page: secrets, URL userinfo and query (logging's
 // redactor), then URL paths (a Slack webhook keeps its secret there).
 func (p *statusPage) clean(s string) string {
-	return RedactURLs(logging.Redact(s, p.st.Secrets))
+	return logging.RedactURLHosts(logging.Redact(s, p.st.Secrets))
 }
 
 // destination scrubs a sink's destination, keeping the path of a URL but neither its

@@ -1,24 +1,29 @@
 package template_test
 
 import (
-	"syscall"
+	"os"
+	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/goccy/go-yaml"
 
 	"github.com/exportbridge/exportbridge/template"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // BenchmarkRender is the cost per event of what a sink does at delivery: build the data
 // of the event (decode its CloudEvent) and render its templates.
 //   - body: the webhook body of testdata/body.yaml (16 templated leaves, toJson of the export);
 //   - blocks: the Slack text and blocks of testdata/slack.yaml (8 templated leaves),
-//     with every API value escaped for Slack.
+//     with every API value escaped for Slack;
+//   - teams recipe: the body of deploy/templates/teams.yaml as the webhook sink renders it
+//     (template.Payload: data, body and the ce-* headers).
 func BenchmarkRender(b *testing.B) {
 	e := sample(b, "export.ready")
 	b.Run("body", func(b *testing.B) {
 		body := bodyTemplate(b)
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			d, err := template.NewData(e, "ops", template.Plain)
 			if err != nil {
@@ -32,7 +37,7 @@ func BenchmarkRender(b *testing.B) {
 	b.Run("blocks", func(b *testing.B) {
 		text, blocks := slackTemplates(b)
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			d, err := template.NewData(e, "ops", template.Slack)
 			if err != nil {
@@ -46,33 +51,34 @@ func BenchmarkRender(b *testing.B) {
 			}
 		}
 	})
+	b.Run("teams recipe", func(b *testing.B) {
+		var r recipe
+		raw, err := os.ReadFile(filepath.Join("..", "deploy", "templates", "teams.yaml"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := yaml.Unmarshal(raw, &r); err != nil {
+			b.Fatal(err)
+		}
+		p, err := template.NewPayload("teams", template.PayloadConfig{Body: r.Sinks[0].Webhook.Body})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		defer bridgetest.CPUPerOp(b)()
+		for b.Loop() {
+			if _, _, err := p.Render(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("data only", func(b *testing.B) {
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer bridgetest.CPUPerOp(b)()
 		for b.Loop() {
 			if _, err := template.NewData(e, "ops", template.Plain); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-}
-
-// cpuPerOp reports the process's CPU time per operation (user + system, GC included)
-// beside ns/op: on a machine shared with other work, wall time per op grows with the
-// load, CPU time much less.
-func cpuPerOp(b *testing.B) func() {
-	start := cpuTime(b)
-	return func() {
-		if b.N > 0 {
-			b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
-		}
-	}
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

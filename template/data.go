@@ -1,8 +1,6 @@
 package template
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -33,6 +31,7 @@ func (m Mode) String() string {
 type Data struct {
 	mode Mode
 	root map[string]any
+	ce   [][2]string // the CloudEvent attributes as binary-mode headers (CEHeaders)
 }
 
 // Mode is the mode the data was prepared for.
@@ -54,11 +53,63 @@ func (d *Data) Map() map[string]any { return d.root }
 // wire is the part of the CloudEvent envelope the data model needs; data is decoded
 // with UseNumber, so numbers render as the API wrote them (1234567, not 1.234567e+06).
 type wire struct {
-	ID      string         `json:"id"`
-	Type    string         `json:"type"`
-	Subject string         `json:"subject"`
-	Time    string         `json:"time"`
-	Data    map[string]any `json:"data"`
+	SpecVersion string         `json:"specversion"`
+	ID          string         `json:"id"`
+	Source      string         `json:"source"`
+	Type        string         `json:"type"`
+	Subject     string         `json:"subject"`
+	Time        string         `json:"time"`
+	Account     string         `json:"account"` // the scale-out extension attribute
+	Data        map[string]any `json:"data"`
+}
+
+// decodeWire reads the envelope and its data in one pass (decodeJSON).
+func decodeWire(body []byte) (*wire, error) {
+	v, err := decodeJSON(body)
+	if err != nil {
+		return nil, err
+	}
+	env, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the CloudEvent is not a JSON object")
+	}
+	w := &wire{}
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{{"specversion", &w.SpecVersion}, {"id", &w.ID}, {"source", &w.Source}, {"type", &w.Type},
+		{"subject", &w.Subject}, {"time", &w.Time}, {"account", &w.Account}} {
+		switch x := env[f.name].(type) {
+		case string:
+			*f.to = x
+		case nil:
+		default:
+			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", f.name, x)
+		}
+	}
+	switch x := env["data"].(type) {
+	case map[string]any:
+		w.Data = x
+	case nil:
+	default:
+		return nil, fmt.Errorf("data is a %T (expected an object)", x)
+	}
+	return w, nil
+}
+
+// headers are the envelope's attributes as CloudEvents binary-mode headers (HTTP and
+// NATS bindings), in name order; datacontenttype is the payload's Content-Type instead.
+func (w *wire) headers() [][2]string {
+	h := make([][2]string, 0, 7)
+	for _, a := range [...][2]string{
+		{"ce-account", w.Account}, {"ce-id", w.ID}, {"ce-source", w.Source}, {"ce-specversion", w.SpecVersion},
+		{"ce-subject", w.Subject}, {"ce-time", w.Time}, {"ce-type", w.Type},
+	} {
+		if a[1] != "" {
+			h = append(h, [2]string{a[0], percentEncode(a[1])})
+		}
+	}
+	return h
 }
 
 // NewData decodes the event's CloudEvent body into the data model of the SPEC:
@@ -71,10 +122,8 @@ type wire struct {
 //	.Sink    name
 //	.Vars    the sink's own values (SetVars), empty until set
 func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
-	dec := json.NewDecoder(bytes.NewReader(e.Body))
-	dec.UseNumber()
-	var w wire
-	if err := dec.Decode(&w); err != nil {
+	w, err := decodeWire(e.Body)
+	if err != nil {
 		return nil, fmt.Errorf("template data of event %s: decode the CloudEvent: %w", e.ID, err)
 	}
 	if w.ID == "" || w.Type == "" {
@@ -115,7 +164,7 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 		// about than a list of which values came from the API.
 		escapeInPlace(root)
 	}
-	return &Data{mode: mode, root: root}, nil
+	return &Data{mode: mode, root: root, ce: w.headers()}, nil
 }
 
 // bridgeOf is the data of a bridge.* event with the four names the SPEC gives every

@@ -1,11 +1,8 @@
 package template
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/exportbridge/exportbridge/event"
@@ -99,7 +96,7 @@ func NewPayload(sink string, c PayloadConfig) (*Payload, error) {
 	}
 	p := &Payload{sink: sink, tpl: t, contentType: ct, vars: c.Vars}
 	for _, e := range Samples() {
-		if _, err := p.Render(e); err != nil {
+		if _, _, err := p.Render(e); err != nil {
 			var te *Error
 			if errors.As(err, &te) {
 				c := *te
@@ -115,17 +112,19 @@ func NewPayload(sink string, c PayloadConfig) (*Payload, error) {
 // ContentType is the media type of the rendered payload.
 func (p *Payload) ContentType() string { return p.contentType }
 
-// Render renders the payload of e. An error is an *Error (a template error, or a body
-// over MaxBody): the event can never be sent, so sinks mark it permanent.
-func (p *Payload) Render(e event.Event) ([]byte, error) {
+// Render renders the payload of e, and returns the CloudEvent attributes to send as
+// headers with it (CEHeaders). An error is an *Error (a template error, or a body over
+// MaxBody): the event can never be sent, so sinks mark it permanent.
+func (p *Payload) Render(e event.Event) (body []byte, ce [][2]string, err error) {
 	d, err := NewData(e, p.sink, Plain)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(p.vars) > 0 {
 		d.SetVars(p.vars)
 	}
-	return p.tpl.Render(d)
+	body, err = p.tpl.Render(d)
+	return body, d.ce, err
 }
 
 // Detail is the error without its key: "line 2, column 5: ... (rendering a sample
@@ -138,39 +137,15 @@ func (e *Error) Detail() string {
 
 // CEHeaders returns the CloudEvent attributes of e as CloudEvents binary-mode headers
 // (HTTP and NATS bindings): ce-specversion, ce-id, ce-source, ce-type, ce-subject,
-// ce-time, and any extension attribute of the envelope (ce-account), in a stable order.
+// ce-time, and ce-account when the event carries that extension, in name order.
 // datacontenttype is the Content-Type of the payload instead. Values are
 // percent-encoded where the bindings require it.
 func CEHeaders(e event.Event) ([][2]string, error) {
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(e.Body, &env); err != nil {
+	w, err := decodeWire(e.Body)
+	if err != nil {
 		return nil, fmt.Errorf("cloudevent headers of event %s: %w", e.ID, err)
 	}
-	names := make([]string, 0, len(env))
-	for k := range env {
-		switch k {
-		case "data", "data_base64", "datacontenttype":
-			continue
-		}
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make([][2]string, 0, len(names))
-	for _, k := range names {
-		raw := bytes.TrimSpace(env[k])
-		var v string
-		if len(raw) > 0 && raw[0] == '"' {
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return nil, fmt.Errorf("cloudevent headers of event %s: attribute %s: %w", e.ID, k, err)
-			}
-		} else if string(raw) == "null" {
-			continue
-		} else {
-			v = string(raw) // a number or a boolean, as written
-		}
-		out = append(out, [2]string{"ce-" + k, percentEncode(v)})
-	}
-	return out, nil
+	return w.headers(), nil
 }
 
 // percentEncode encodes what the CloudEvents HTTP binding asks (3.1.3.2): space, '"',

@@ -173,21 +173,31 @@ type renderer struct {
 	out     bytes.Buffer
 	scratch bytes.Buffer
 	limit   limitWriter
+	stack   []any // the fast path's call arguments (fast.go)
 }
 
 var renderers = sync.Pool{New: func() any { return new(renderer) }}
 
 func (r *renderer) execute(l *leaf, data map[string]any, w *bytes.Buffer, max int) error {
 	start := w.Len()
-	if l.fast != nil && useFast {
-		if err := renderFast(l.fast, data, w, max); err != nil {
+	fast := l.fast != nil && useFast
+	if fast {
+		switch err := renderFast(l.fast, data, w, max, &r.stack); {
+		case err == nil:
+		case errors.Is(err, ErrTooLarge):
 			return &Error{Key: l.key, Msg: ErrTooLarge.Error(), Err: ErrTooLarge}
+		default: // errSlow: text/template renders it, errors and all
+			w.Truncate(start)
+			fast = false
 		}
-	} else if err := l.t.Execute(r.limitTo(w, max), data); err != nil {
-		if errors.Is(err, ErrTooLarge) {
-			return &Error{Key: l.key, Msg: ErrTooLarge.Error(), Err: ErrTooLarge}
+	}
+	if !fast {
+		if err := l.t.Execute(r.limitTo(w, max), data); err != nil {
+			if errors.Is(err, ErrTooLarge) {
+				return &Error{Key: l.key, Msg: ErrTooLarge.Error(), Err: ErrTooLarge}
+			}
+			return newError(l.key, err)
 		}
-		return newError(l.key, err)
 	}
 	if r.mode == Slack && !l.mentions && hasMention(w.Bytes()[start:]) {
 		return &Error{Key: l.key, Msg: ErrMention.Error(), Err: ErrMention}
@@ -309,7 +319,7 @@ type leaf struct {
 	// mentions: the source itself writes <!, <@ or <# (a deliberate @here): the Slack
 	// guard in execute then lets such sequences through.
 	mentions bool
-	fast     []fastPart // set when the leaf is only text and lookups (fast.go)
+	fast     []fNode // set when the leaf is within what fast.go renders itself
 }
 
 func (l *leaf) render(r *renderer, data map[string]any) error {
@@ -333,7 +343,7 @@ func compileLeaf(key, src string) (*leaf, error) {
 	if err != nil {
 		return nil, newError(key, err)
 	}
-	var fast []fastPart
+	var fast []fNode
 	if len(t.Templates()) == 1 {
 		fast = compileFast(t.Tree)
 	}

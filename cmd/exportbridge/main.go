@@ -51,6 +51,8 @@ Commands:
   queue move     re-home the events of a renamed sink --from OLD --to NEW
   queue drop     delete the events of a removed sink --sink OLD
   demo           run against an embedded simulated API, NATS and webhook receiver [--duration D]
+  template render  print the headers and body a sink would send, sending nothing
+                 --sink NAME [--event TYPE] [--export FILE]
   version        print version, commit, Go version
   healthcheck    GET /healthz on EXPORTBRIDGE_LISTEN_ADDR; exit 0 or 1
 
@@ -109,6 +111,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdState(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "template":
+		return cmdTemplate(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "exportbridge %s\ncommit %s\n%s\n", version, buildCommit(), runtime.Version())
 		return nil

@@ -38,8 +38,11 @@ type statusSinks struct{ b *bridge }
 
 func (s statusSinks) StatusSinks() []server.StatusSink {
 	out := make([]server.StatusSink, 0, len(s.b.specs))
-	for _, sp := range s.b.specs {
+	for i, sp := range s.b.specs {
 		ss := server.StatusSink{Name: sp.Name, Kind: sp.Kind, Destination: sp.Destination, Filter: "*"}
+		if i < len(s.b.disp) && s.b.disp[i].Down() {
+			ss.Down = "breaker open: 5 or more failed attempts in a row; probing"
+		}
 		if sp.Selector != nil {
 			ss.Filter = sp.Selector.String()
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/template"
 )
@@ -146,4 +147,23 @@ func New(ctx context.Context, c Config, d sinks.Deps) (*Sink, error) {
 	}
 	o.Payload = payload
 	return NewSink(ctx, o)
+}
+
+// Preview returns what a sink of c named name would publish for e (subject, headers,
+// payload) without connecting (`exportbridge template render`).
+func (c Config) Preview(name string, e event.Event) (subject string, h map[string][]string, body []byte, err error) {
+	payload, err := template.NewPayload(name, c.payload())
+	if err != nil {
+		return "", nil, nil, err
+	}
+	prefix := c.SubjectPrefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	s := &Sink{name: name, prefix: prefix, payload: payload}
+	msg, err := s.message(e, s.Subject(e))
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return msg.Subject, msg.Header, msg.Data, nil
 }

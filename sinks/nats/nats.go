@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/template"
@@ -504,26 +505,16 @@ func connectError(o Options, urls string, err error) error {
 	}
 }
 
-// redactURL hides any user info (user:password or a token) in a server URL.
-func redactURL(raw string) string {
-	s := raw
-	scheme := ""
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, s = s[:i+3], s[i+3:]
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		s = "redacted@" + s[at+1:]
-	}
-	return scheme + s
-}
-
+// redactURLs renders the server list for messages, without credentials.
 func redactURLs(urls []string) string {
 	r := make([]string, len(urls))
 	for i, u := range urls {
-		r[i] = redactURL(strings.TrimSpace(u))
+		r[i] = redactURL(u)
 	}
 	return strings.Join(r, ",")
 }
+
+func redactURL(u string) string { return logging.SafeURL(u, false) }
 
 // setState records and logs a connection state change, once per change. detail is the
 // (redacted) server URL when up, the reason when down.
@@ -649,29 +640,15 @@ func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
 		return &natsgo.Msg{Subject: subj, Data: e.Body,
 			Header: natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}}}, nil
 	}
-	body, err := s.payload.Render(e)
+	body, ce, err := s.payload.Render(e)
 	if err != nil {
 		return nil, sinks.Permanent(fmt.Errorf("nats: event %s: template %w", e.ID, err))
-	}
-	ce, err := template.CEHeaders(e)
-	if err != nil {
-		return nil, sinks.Permanent(fmt.Errorf("nats: %w", err))
 	}
 	h := natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {s.payload.ContentType()}}
 	for _, kv := range ce {
 		h[kv[0]] = []string{kv[1]}
 	}
 	return &natsgo.Msg{Subject: subj, Data: body, Header: h}, nil
-}
-
-// Preview returns the subject, headers and payload a publish of e would send, without
-// publishing (`exportbridge template render`).
-func (s *Sink) Preview(e event.Event) (subject string, h map[string][]string, body []byte, err error) {
-	msg, err := s.message(e, s.Subject(e))
-	if err != nil {
-		return "", nil, nil, err
-	}
-	return msg.Subject, msg.Header, msg.Data, nil
 }
 
 // publishDenied returns the server's permission violation for publishing on subj, if

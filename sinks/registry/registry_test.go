@@ -19,9 +19,9 @@ func TestDestinationsHideSecrets(t *testing.T) {
 		want string
 	}{
 		{"webhook", map[string]string{"WEBHOOK_URLS": "https://user:pass@wh.example:8443/hooks/x?token=abc#frag"}, "https://wh.example:8443/hooks/x"},
-		{"slack webhook", map[string]string{"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX"}, "https://hooks.slack.com/(redacted)"},
+		{"slack webhook", map[string]string{"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX"}, "https://hooks.slack.com/..."},
 		{"slack bot", map[string]string{"SLACK_TOKEN": "xoxb-1", "SLACK_CHANNEL": "#ops"}, "channel #ops"},
-		{"nats", map[string]string{"NATS_URL": "nats://tok@nats.example:4222, nats-2.example:4222"}, "nats://redacted@nats.example:4222,nats-2.example:4222"},
+		{"nats", map[string]string{"NATS_URL": "nats://tok@nats.example:4222, nats-2.example:4222"}, "nats://nats.example:4222,nats-2.example:4222"},
 		{"stdout", map[string]string{"STDOUT": "true"}, "standard output"},
 	}
 	for _, tt := range tests {

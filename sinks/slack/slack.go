@@ -168,24 +168,33 @@ func (s *Sink) Name() string { return s.name }
 // thread reply. It returns nil once Slack accepted the message (and, in bot mode, its
 // ts is stored).
 func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
-	ce, err := event.Decode(e.Body)
+	ce, msg, err := s.message(e)
 	if err != nil {
-		return sinks.Permanent(fmt.Errorf("slack: event %s: %w", e.ID, err))
-	}
-	msg, err := Render(ce)
-	if err != nil {
-		return sinks.Permanent(fmt.Errorf("slack: %w", err))
-	}
-	if s.tpl != nil {
-		if msg, err = s.tpl.apply(e, msg); err != nil {
-			// It would fail the same way on every retry.
-			return sinks.Permanent(fmt.Errorf("slack: event %s: template %w", e.ID, err))
-		}
+		return err
 	}
 	if s.webhook != "" {
 		return s.postWebhook(ctx, msg)
 	}
 	return s.deliverBot(ctx, ce, msg)
+}
+
+// message renders e: the built-in message, with the sink's own templates applied. Its
+// errors are permanent: they would be the same on every retry.
+func (s *Sink) message(e event.Event) (*event.CloudEvent, Message, error) {
+	ce, err := event.Decode(e.Body)
+	if err != nil {
+		return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: event %s: %w", e.ID, err))
+	}
+	msg, err := Render(ce)
+	if err != nil {
+		return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: %w", err))
+	}
+	if s.tpl != nil {
+		if msg, err = s.tpl.apply(e, msg); err != nil {
+			return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: event %s: template %w", e.ID, err))
+		}
+	}
+	return ce, msg, nil
 }
 
 func (s *Sink) postWebhook(ctx context.Context, msg Message) error {

@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,3 +123,33 @@ type rawBlock struct {
 func (b rawBlock) BlockType() slackapi.MessageBlockType { return slackapi.MessageBlockType(b.typ) }
 func (b rawBlock) ID() string                           { return b.id }
 func (b rawBlock) MarshalJSON() ([]byte, error)         { return b.raw, nil }
+
+// Preview returns what Deliver would send for e, without sending (`exportbridge
+// template render`): the request (chat.postMessage, or the incoming webhook) and its
+// JSON, then the thread reply a failed export adds in bot mode.
+func (s *Sink) Preview(e event.Event) (what string, payload []byte, err error) {
+	_, msg, err := s.message(e)
+	if err != nil {
+		return "", nil, err
+	}
+	body := map[string]any{"text": msg.Text, "blocks": msg.Blocks}
+	what = "POST incoming webhook " + s.webhookShown
+	if s.webhook == "" {
+		what = "POST chat.postMessage (chat.update when the export already has a message)"
+		body["channel"] = s.channel
+	}
+	out := []any{body}
+	if msg.Reply != nil && s.webhook == "" {
+		out = append(out, map[string]any{"thread_reply": true, "text": msg.Reply.Text, "blocks": msg.Reply.Blocks})
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	for _, o := range out {
+		if err := enc.Encode(o); err != nil {
+			return "", nil, fmt.Errorf("slack: encode the message of event %s: %w", e.ID, err)
+		}
+	}
+	return what, b.Bytes(), nil
+}

@@ -28,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/retryafter"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/template"
@@ -237,13 +238,9 @@ func (s *Sink) message(e event.Event) ([]byte, http.Header, error) {
 		s.setHeaders(h, e.ID, e.Body, event.ContentType, nil)
 		return e.Body, h, nil
 	}
-	body, err := s.payload.Render(e)
+	body, ce, err := s.payload.Render(e)
 	if err != nil {
 		return nil, nil, sinks.Permanent(fmt.Errorf("webhook %s: event %s: template %w", s.name, e.ID, err))
-	}
-	ce, err := template.CEHeaders(e)
-	if err != nil {
-		return nil, nil, sinks.Permanent(fmt.Errorf("webhook %s: %w", s.name, err))
 	}
 	s.setHeaders(h, e.ID, body, s.payload.ContentType(), ce)
 	return body, h, nil
@@ -415,10 +412,7 @@ func parseURL(raw string) (*url.URL, string, error) {
 }
 
 // safeString renders u without userinfo, query string and fragment.
-func safeString(u *url.URL) string {
-	c := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	return c.String()
-}
+func safeString(u *url.URL) string { return logging.SafeURL(u.String(), false) }
 
 // safeLocation resolves a redirect target against base and renders it without userinfo,
 // query string and fragment.
