@@ -2,63 +2,19 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/slack-go/slack/slacktest"
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/natsembed"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
-
-// slackPosts is a slacktest server whose chat.postMessage records the text of each post.
-type slackPosts struct {
-	srv   *slacktest.Server
-	mu    sync.Mutex
-	texts []string
-	times []time.Time
-}
-
-func newSlackPosts(t *testing.T) *slackPosts {
-	t.Helper()
-	sp := &slackPosts{}
-	sp.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
-			body, _ := io.ReadAll(r.Body)
-			v, _ := url.ParseQuery(string(body))
-			sp.mu.Lock()
-			sp.texts = append(sp.texts, v.Get("text")+"\n"+v.Get("blocks"))
-			sp.times = append(sp.times, time.Now())
-			n := len(sp.texts)
-			sp.mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"ok":true,"channel":"C0EXPORTS","ts":"1700000000.%06d"}`, n)
-		})
-	})
-	sp.srv.Start()
-	t.Cleanup(sp.srv.Stop)
-	return sp
-}
-
-// find returns the first post containing sub, and when it arrived.
-func (sp *slackPosts) find(sub string) (string, time.Time, bool) {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	for i, s := range sp.texts {
-		if strings.Contains(s, sub) {
-			return s, sp.times[i], true
-		}
-	}
-	return "", time.Time{}, false
-}
 
 // natsMsgs records what arrives on a NATS subject tree.
 type natsMsgs struct {
@@ -121,7 +77,7 @@ func TestWebhookOutageIsProbedAnnouncedAndCaughtUp(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(30, "processing")
 	h := newHook(t)
-	slack := newSlackPosts(t)
+	slack := newSlackFake(t)
 	ns, err := natsembed.Start(natsembed.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +101,7 @@ func TestWebhookOutageIsProbedAnnouncedAndCaughtUp(t *testing.T) {
 	env["EXPORTBRIDGE_NATS_URL"] = ns.ClientURL()
 	env["EXPORTBRIDGE_SLACK_TOKEN"] = "xoxb-test-token-123"
 	env["EXPORTBRIDGE_SLACK_CHANNEL"] = "#exports"
-	env["EXPORTBRIDGE_SLACK_API_URL"] = slack.srv.GetAPIURL()
+	env["EXPORTBRIDGE_SLACK_API_URL"] = slack.URL
 	env["EXPORTBRIDGE_SLACK_EVENTS"] = "bridge"
 	env["EXPORTBRIDGE_SINK_FAILURE_ALERT"] = "5s"
 	env["EXPORTBRIDGE_LISTEN_ADDR"] = bridgetest.FreeAddr(t)
