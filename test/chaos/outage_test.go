@@ -163,12 +163,11 @@ func TestSinkOutages(t *testing.T) {
 			p99, n := p99Between(got[s], w.from, w.to)
 			parts = append(parts, fmt.Sprintf("%s p99 %s (n=%d)", s, p99.Round(time.Millisecond), n))
 			switch {
+			case n == 0 && s == "slack":
+				// Slack takes failed events only (about one export in six), so a 10 s
+				// phase may hold none: the other healthy sinks check that phase.
 			case n == 0:
 				t.Errorf("during %q: no event detected and delivered to the healthy sink %s: the phase checked nothing", w.name, s)
-			case s == "slack":
-				// Slack paces itself (SPEC: one message per second per channel on average,
-				// bursts of 10): its delay is its own queue drained at that pace, whatever
-				// the other sinks do. The bound is for the unpaced sinks.
 			case p99 > maxHealthyP99:
 				t.Errorf("during %q: the healthy sink %s had a p99 delivery delay of %s (n=%d), want at most %s", w.name, s, p99.Round(time.Millisecond), n, maxHealthyP99)
 			}
