@@ -10,7 +10,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -50,7 +49,7 @@ type Config struct {
 	APIBudget         int           `envconfig:"API_BUDGET" defdoc:"80% of X-RateLimit-Limit" desc:"API requests per minute this bridge may use (0: automatic)"`
 	StateDir          string        `envconfig:"STATE_DIR" default:"./data" desc:"directory of the embedded store (/data in the container image)"`
 	EmitExisting      bool          `envconfig:"EMIT_EXISTING" default:"false" desc:"emit events for the exports already there on first start"`
-	EmitRemoved       bool          `envconfig:"EMIT_REMOVED" default:"false" desc:"emit export.removed when an export leaves a complete listing"`
+	EmitRemoved       bool          `envconfig:"EMIT_REMOVED" default:"false" desc:"emit export.removed when an export is absent from two consecutive complete listings"`
 	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":9090" desc:"address (host:port) of the health and metrics server; set to empty to disable"`
 	AdminAddr         string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9091" desc:"address (host:port) of the admin endpoint used by dlq and state against a running bridge; set to empty to disable"`
 	AdminToken        string        `envconfig:"ADMIN_TOKEN" secret:"true" desc:"token for mutating admin calls; required when ADMIN_ADDR is not loopback"`
@@ -88,6 +87,14 @@ type Config struct {
 	Stdout               bool          `envconfig:"STDOUT" default:"false" desc:"print each event as one JSON line on standard output"`
 	PollFailureThreshold int           `envconfig:"POLL_FAILURE_THRESHOLD" default:"5" desc:"consecutive failed poll cycles before bridge.poll_failing (at least 1)"`
 	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight deliveries may finish on SIGTERM"`
+	ConfigFile           string        `envconfig:"CONFIG_FILE" desc:"YAML file of sinks, each with its own name, settings and filter (see Config file); the NATS_, SLACK_ and WEBHOOK_ settings are then refused"`
+
+	// Sinks are the configured sinks, from CONFIG_FILE or the environment shorthand, in
+	// order; the registry (sinks/registry) decodes and validates each kind's block.
+	Sinks []SinkEntry `ignored:"true"`
+
+	PollIntervalActive time.Duration `envconfig:"POLL_INTERVAL_ACTIVE" default:"10s" desc:"time between polls while any export is pending or processing, plus the same jitter (at least 1s, at most POLL_INTERVAL; the default is cut to a shorter POLL_INTERVAL)"`
+	SinkFailureAlert   time.Duration `envconfig:"SINK_FAILURE_ALERT" default:"5m" desc:"how long a sink is down (its breaker open) before bridge.sink_failing goes to the other sinks (0 disables)"`
 
 	// Warnings are things worth logging that do not stop the program: unknown
 	// EXPORTBRIDGE_ variables (typos), settings that have no effect.
@@ -193,7 +200,13 @@ func (l *loader) problem(name, format string, args ...any) {
 // Load reads the settings from env (nil: the process environment), applies defaults and
 // validates them. Only EXPORTBRIDGE_-prefixed variables are read. On bad settings it
 // returns an *Error with one Problem per bad variable, and no secret value in it.
-func Load(env map[string]string) (*Config, error) {
+func Load(env map[string]string) (*Config, error) { return load(env, false) }
+
+// LoadPartial is Load that ignores problems: the Config holds what could be read, so
+// that the sinks it defines can be validated and reported together with the problems.
+func LoadPartial(env map[string]string) (*Config, error) { return load(env, true) }
+
+func load(env map[string]string, partial bool) (*Config, error) {
 	src := processSource()
 	if env != nil {
 		src = mapSource(env)
@@ -204,6 +217,10 @@ func Load(env map[string]string) (*Config, error) {
 	}
 	l.warnUnknown()
 	l.validate()
+	l.sinkEntries()
+	if partial {
+		return l.cfg, nil
+	}
 	if len(l.problems) > 0 {
 		for i := range l.problems {
 			l.problems[i].Msg = logging.Redact(l.problems[i].Msg, l.secrets)
@@ -344,6 +361,35 @@ func (l *loader) warnUnknown() {
 	}
 }
 
+// LoadFor is Load followed by Require(command), with every problem of both in one
+// *Error: a missing token and a bad interval are reported together.
+func LoadFor(env map[string]string, command string) (*Config, error) {
+	cfg, err := Load(env)
+	var cerr *Error
+	switch {
+	case err == nil:
+		return cfg, cfg.Require(command)
+	case errors.As(err, &cerr):
+		src := processSource()
+		if env != nil {
+			src = mapSource(env)
+		}
+		tok, ok := src.lookup(Prefix + "API_TOKEN")
+		_, fileOK := src.lookup(Prefix + "API_TOKEN" + FileSuffix)
+		if !fileOK && (!ok || strings.TrimSpace(tok) == "") {
+			if rerr := (&Config{}).Require(command); rerr != nil {
+				var re *Error
+				if errors.As(rerr, &re) && !slices.ContainsFunc(cerr.Problems, func(p Problem) bool { return p.Var == re.Problems[0].Var }) {
+					cerr.Problems = append(re.Problems, cerr.Problems...)
+				}
+			}
+		}
+		return nil, cerr
+	default:
+		return nil, err
+	}
+}
+
 // Require checks what a command needs beyond valid settings: run, once and check need
 // API_TOKEN set and non-empty; other commands (demo, dlq, state, send-test, version,
 // healthcheck) need nothing. It returns an *Error or nil.
@@ -393,32 +439,6 @@ func (c *Config) Secrets() []string {
 }
 
 const whsecPrefix = "whsec_"
-
-// WebhookSecrets returns the decoded Standard Webhooks keys, in the order given.
-func (c *Config) WebhookSecrets() [][]byte {
-	out := make([][]byte, 0, len(c.WebhookSecret))
-	for _, s := range c.WebhookSecret {
-		if k, err := decodeWhsec(s); err == nil {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-func decodeWhsec(s string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(s, whsecPrefix)
-	if !ok {
-		return nil, errors.New("missing whsec_ prefix")
-	}
-	k, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return nil, err
-	}
-	if len(k) == 0 {
-		return nil, errors.New("empty key")
-	}
-	return k, nil
-}
 
 // AdminIsLoopback reports whether the admin endpoint is reachable only from this machine:
 // its host is localhost or a loopback IP. A disabled endpoint (empty ADMIN_ADDR) counts as

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/sinks/registry"
 )
 
 // Distinctive secret values: none of them may ever appear in an error.
@@ -69,6 +70,7 @@ func defaults() config.Config {
 	return config.Config{
 		APIURL:               "https://app.plugchoice.com/api/v3",
 		PollInterval:         30 * time.Second,
+		PollIntervalActive:   10 * time.Second,
 		FullSyncInterval:     10 * time.Minute,
 		HTTPTimeout:          20 * time.Second,
 		StateDir:             "./data",
@@ -86,11 +88,12 @@ func defaults() config.Config {
 		WebhookEvents:        "*",
 		PollFailureThreshold: 5,
 		ShutdownTimeout:      10 * time.Second,
+		SinkFailureAlert:     5 * time.Minute,
 	}
 }
 
 func TestLoadGood(t *testing.T) {
-	ca := writeFile(t, "ca")
+	ca, _ := filepath.Abs(filepath.Join("testdata", "ca.pem")) // a real PEM: the webhook sink reads it
 	cert := writeFile(t, "cert")
 	keyf := writeFile(t, "key")
 	tests := []struct {
@@ -112,12 +115,19 @@ func TestLoadGood(t *testing.T) {
 		{"durations", e("POLL_INTERVAL", "1s", "FULL_SYNC_INTERVAL", "1s", "HTTP_TIMEOUT", "1500ms", "RETRY_MAX_ELAPSED", "1h30m",
 			"WEBHOOK_TIMEOUT", "3s", "SHUTDOWN_TIMEOUT", "1m", "WEBHOOK_URLS", "https://h.example/x"), func(c *config.Config) {
 			c.PollInterval, c.FullSyncInterval, c.HTTPTimeout = time.Second, time.Second, 1500*time.Millisecond
+			c.PollIntervalActive = time.Second // the 10s default, cut to POLL_INTERVAL
 			c.RetryMaxElapsed, c.WebhookTimeout, c.ShutdownTimeout = 90*time.Minute, 3*time.Second, time.Minute
 			c.WebhookURLs = config.List{"https://h.example/x"}
 		}},
 		{"booleans strict forms", e("EMIT_EXISTING", "true", "EMIT_REMOVED", "1", "STDOUT", "TRUE", "NATS_JETSTREAM", "0", "NATS_URL", "nats://127.0.0.1:4222"), func(c *config.Config) {
 			c.EmitExisting, c.EmitRemoved, c.Stdout, c.NATSJetStream = true, true, true, false
 			c.NATSURL = config.List{"nats://127.0.0.1:4222"}
+		}},
+		{"active poll interval", e("POLL_INTERVAL", "1m", "POLL_INTERVAL_ACTIVE", "2s"), func(c *config.Config) {
+			c.PollInterval, c.PollIntervalActive = time.Minute, 2*time.Second
+		}},
+		{"active poll interval equal to poll interval", e("POLL_INTERVAL", "5s", "POLL_INTERVAL_ACTIVE", "5s"), func(c *config.Config) {
+			c.PollInterval, c.PollIntervalActive = 5*time.Second, 5*time.Second
 		}},
 		{"api budget zero is automatic", e("API_BUDGET", "0"), func(c *config.Config) {}},
 		{"server and admin", e("STATE_DIR", "/data", "LISTEN_ADDR", "", "ADMIN_ADDR", "0.0.0.0:9091", "ADMIN_TOKEN", adminToken,
@@ -126,6 +136,8 @@ func TestLoadGood(t *testing.T) {
 			c.LogLevel, c.LogFormat, c.PollFailureThreshold = "debug", "text", 1
 		}},
 		{"admin disabled", e("ADMIN_ADDR", ""), func(c *config.Config) { c.AdminAddr = "" }},
+		{"sink failure alert disabled", e("SINK_FAILURE_ALERT", "0"), func(c *config.Config) { c.SinkFailureAlert = 0 }},
+		{"sink failure alert", e("SINK_FAILURE_ALERT", "90s"), func(c *config.Config) { c.SinkFailureAlert = 90 * time.Second }},
 		{"admin on localhost needs no token", e("ADMIN_ADDR", "localhost:7000"), func(c *config.Config) { c.AdminAddr = "localhost:7000" }},
 		{"nats", e("NATS_URL", "nats://a:4222, tls://b:4222,ws://c:80,wss://d:443,e:4222", "NATS_SUBJECT_PREFIX", "acme.exports-v2",
 			"NATS_JETSTREAM", "true", "NATS_USER", "bridge", "NATS_PASSWORD", natsPass, "NATS_CA", ca, "NATS_CERT", cert, "NATS_KEY", keyf,
@@ -144,7 +156,7 @@ func TestLoadGood(t *testing.T) {
 			c.SlackWebhookURL, c.SlackEvents = slackHook, "*"
 		}},
 		{"slack bot", e("SLACK_TOKEN", slackToken, "SLACK_CHANNEL", "#exports", "SLACK_API_URL", "http://127.0.0.1:5555/api"), func(c *config.Config) {
-			c.SlackToken, c.SlackChannel, c.SlackAPIURL = slackToken, "#exports", "http://127.0.0.1:5555/api/"
+			c.SlackToken, c.SlackChannel, c.SlackAPIURL = slackToken, "#exports", "http://127.0.0.1:5555/api" // the sink adds the slash
 		}},
 		{"webhooks", e("WEBHOOK_URLS", "https://a.example/hook, http://b.example:8080/x?k=v", "WEBHOOK_SECRET", whsec+" , whsec_"+base64.StdEncoding.EncodeToString(key2),
 			"WEBHOOK_HEADERS", "x-api-key: "+hdrValue+",X-Team:ops:blue", "WEBHOOK_CONCURRENCY", "64", "WEBHOOK_CA", ca,
@@ -159,13 +171,13 @@ func TestLoadGood(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := config.Load(tt.env)
+			got, err := loadAll(tt.env)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
 			want := defaults()
 			tt.want(&want)
-			got.Warnings = nil
+			got.Warnings, got.Sinks = nil, nil
 			if !reflect.DeepEqual(*got, want) {
 				t.Fatalf("Load(%v)\n got %+v\nwant %+v", tt.env, *got, want)
 			}
@@ -194,11 +206,16 @@ func TestLoadProblems(t *testing.T) {
 		{"poll interval bare number", e("POLL_INTERVAL", "30"), "POLL_INTERVAL", "not a duration"},
 		{"poll interval empty", e("POLL_INTERVAL", ""), "POLL_INTERVAL", `"" is not a duration`},
 		{"poll interval too short", e("POLL_INTERVAL", "500ms"), "POLL_INTERVAL", "at least 1s"},
+		{"active poll interval longer than poll", e("POLL_INTERVAL", "30s", "POLL_INTERVAL_ACTIVE", "1m"), "POLL_INTERVAL_ACTIVE", "1m0s is longer than EXPORTBRIDGE_POLL_INTERVAL 30s (expected at most the poll interval)"},
+		{"active poll interval too short", e("POLL_INTERVAL_ACTIVE", "100ms"), "POLL_INTERVAL_ACTIVE", "at least 1s"},
+		{"active poll interval not a duration", e("POLL_INTERVAL_ACTIVE", "10"), "POLL_INTERVAL_ACTIVE", "not a duration"},
 		{"full sync shorter than poll", e("POLL_INTERVAL", "1m", "FULL_SYNC_INTERVAL", "30s"), "FULL_SYNC_INTERVAL", "at least the poll interval"},
 		{"http timeout zero", e("HTTP_TIMEOUT", "0s"), "HTTP_TIMEOUT", "not positive"},
 		{"retry negative", e("RETRY_MAX_ELAPSED", "-1h"), "RETRY_MAX_ELAPSED", "not positive"},
-		{"webhook timeout zero", e("WEBHOOK_TIMEOUT", "0"), "WEBHOOK_TIMEOUT", "not positive"},
+		{"webhook timeout zero", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_TIMEOUT", "0"), "WEBHOOK_TIMEOUT", "not positive"},
 		{"shutdown timeout bad", e("SHUTDOWN_TIMEOUT", "ten seconds"), "SHUTDOWN_TIMEOUT", "not a duration"},
+		{"sink failure alert negative", e("SINK_FAILURE_ALERT", "-5m"), "SINK_FAILURE_ALERT", "negative"},
+		{"sink failure alert bad", e("SINK_FAILURE_ALERT", "5"), "SINK_FAILURE_ALERT", "not a duration"},
 		{"per page zero", e("PER_PAGE", "0"), "PER_PAGE", "out of range (expected 1 to 100)"},
 		{"per page big", e("PER_PAGE", "101"), "PER_PAGE", "out of range"},
 		{"per page text", e("PER_PAGE", "many"), "PER_PAGE", "not a whole number"},
@@ -215,54 +232,54 @@ func TestLoadProblems(t *testing.T) {
 		{"admin on lan without token", e("ADMIN_ADDR", "10.0.0.5:9091", "ADMIN_TOKEN", ""), "ADMIN_TOKEN", "not a loopback address"},
 		{"log level", e("LOG_LEVEL", "verbose"), "LOG_LEVEL", "expected debug, info, warn or error"},
 		{"log format", e("LOG_FORMAT", "logfmt"), "LOG_FORMAT", "expected json or text"},
-		{"nats url scheme", e("NATS_URL", "nats://a:4222,http://b:4222"), "NATS_URL", `server #2 "http://b:4222" has scheme "http"`},
-		{"nats url junk", e("NATS_URL", "just a name"), "NATS_URL", "not a URL or host:port"},
+		{"nats url scheme", e("NATS_URL", "nats://a:4222,http://b:4222"), "NATS_URL", `server #2: server URL http://b:4222 has scheme "http"`},
+		{"nats url junk", e("NATS_URL", "just a name"), "NATS_URL", "is not a valid URL"},
 		{"nats url empty item", e("NATS_URL", "a:1,,b:2"), "NATS_URL", "item #2 of 3 is empty"},
-		{"nats prefix wildcard", e("NATS_SUBJECT_PREFIX", "plugchoice.*"), "NATS_SUBJECT_PREFIX", "not a valid NATS subject"},
-		{"nats prefix gt", e("NATS_SUBJECT_PREFIX", "a.>"), "NATS_SUBJECT_PREFIX", "not a valid NATS subject"},
-		{"nats prefix empty token", e("NATS_SUBJECT_PREFIX", "a..b"), "NATS_SUBJECT_PREFIX", "not a valid NATS subject"},
-		{"nats prefix trailing dot", e("NATS_SUBJECT_PREFIX", "a.b."), "NATS_SUBJECT_PREFIX", "not a valid NATS subject"},
-		{"nats prefix space", e("NATS_SUBJECT_PREFIX", "a b"), "NATS_SUBJECT_PREFIX", "not a valid NATS subject"},
-		{"nats prefix empty", e("NATS_SUBJECT_PREFIX", ""), "NATS_SUBJECT_PREFIX", "empty"},
-		{"nats ca missing", e("NATS_URL", "h:1", "NATS_CA", missing), "NATS_CA", "cannot read the file: open " + missing},
-		{"nats creds missing", e("NATS_URL", "h:1", "NATS_CREDS", missing), "NATS_CREDS", "cannot read the file"},
+		{"nats prefix wildcard", e("NATS_URL", "h:1", "NATS_SUBJECT_PREFIX", "plugchoice.*"), "NATS_SUBJECT_PREFIX", "contains the wildcard '*'"},
+		{"nats prefix gt", e("NATS_URL", "h:1", "NATS_SUBJECT_PREFIX", "a.>"), "NATS_SUBJECT_PREFIX", "contains the wildcard '>'"},
+		{"nats prefix empty token", e("NATS_URL", "h:1", "NATS_SUBJECT_PREFIX", "a..b"), "NATS_SUBJECT_PREFIX", "empty token at position 2"},
+		{"nats prefix trailing dot", e("NATS_URL", "h:1", "NATS_SUBJECT_PREFIX", "a.b."), "NATS_SUBJECT_PREFIX", "empty token at position 3"},
+		{"nats prefix space", e("NATS_URL", "h:1", "NATS_SUBJECT_PREFIX", "a b"), "NATS_SUBJECT_PREFIX", "white space"},
+		{"nats prefix empty", e("NATS_URL", "h:1", "NATS_SUBJECT_PREFIX", ""), "NATS_SUBJECT_PREFIX", "empty"},
+		{"nats ca missing", e("NATS_URL", "h:1", "NATS_CA", missing), "NATS_CA", "read " + missing + ": open " + missing},
+		{"nats creds missing", e("NATS_URL", "h:1", "NATS_CREDS", missing), "NATS_CREDS", "no such file or directory (expected a .creds file"},
 		{"nats nkey is a directory", e("NATS_URL", "h:1", "NATS_NKEY", dir), "NATS_NKEY", "is a directory"},
 		{"nats cert without key", e("NATS_URL", "h:1", "NATS_CERT", writeFile(t, "c")), "NATS_CERT", "go together"},
 		{"nats user without password", e("NATS_URL", "h:1", "NATS_USER", "u"), "NATS_USER", "go together"},
 		{"nats password without user", e("NATS_URL", "h:1", "NATS_PASSWORD", natsPass), "NATS_USER", "go together"},
-		{"nats two auth methods", e("NATS_URL", "h:1", "NATS_TOKEN", natsToken, "NATS_USER", "u", "NATS_PASSWORD", natsPass), "NATS_TOKEN", "several NATS authentication methods"},
-		{"nats events bad", e("NATS_EVENTS", "ready,Not Valid"), "NATS_EVENTS", "bad name"},
-		{"nats events empty", e("NATS_EVENTS", ""), "NATS_EVENTS", "empty name"},
+		{"nats two auth methods", e("NATS_URL", "h:1", "NATS_TOKEN", natsToken, "NATS_USER", "u", "NATS_PASSWORD", natsPass), "NATS_TOKEN", "several authentication methods are set (EXPORTBRIDGE_NATS_TOKEN, EXPORTBRIDGE_NATS_USER)"},
+		{"nats events bad", e("NATS_URL", "h:1", "NATS_EVENTS", "ready,Not Valid"), "NATS_EVENTS", "bad name"},
+		{"nats events empty", e("NATS_URL", "h:1", "NATS_EVENTS", ""), "NATS_EVENTS", "empty name"},
 		{"slack webhook not url", e("SLACK_WEBHOOK_URL", "hooks.slack.com/SECRET6666"), "SLACK_WEBHOOK_URL", "not an absolute http(s) URL"},
 		{"slack both modes", e("SLACK_WEBHOOK_URL", slackHook, "SLACK_TOKEN", slackToken, "SLACK_CHANNEL", "c"), "SLACK_WEBHOOK_URL", "expected one"},
 		{"slack token without channel", e("SLACK_TOKEN", slackToken), "SLACK_CHANNEL", "required with EXPORTBRIDGE_SLACK_TOKEN"},
-		{"slack api url relative", e("SLACK_API_URL", "slack/api"), "SLACK_API_URL", "not an absolute http(s) URL"},
-		{"slack api url query", e("SLACK_API_URL", "https://s/api/?a=b"), "SLACK_API_URL", "query or fragment"},
-		{"slack events bad", e("SLACK_EVENTS", "ready,,failed"), "SLACK_EVENTS", "empty name"},
-		{"webhook url relative", e("WEBHOOK_URLS", "https://a.example/x,/hook"), "WEBHOOK_URLS", `URL #2 "/hook" is not an absolute http(s) URL`},
-		{"webhook url scheme", e("WEBHOOK_URLS", "mailto:a@b"), "WEBHOOK_URLS", "URL #1"},
+		{"slack api url relative", e("SLACK_WEBHOOK_URL", slackHook, "SLACK_API_URL", "slack/api"), "SLACK_API_URL", "not an absolute http(s) URL"},
+		{"slack api url query", e("SLACK_WEBHOOK_URL", slackHook, "SLACK_API_URL", "https://s/api/?a=b"), "SLACK_API_URL", "a query or a fragment"},
+		{"slack events bad", e("SLACK_WEBHOOK_URL", slackHook, "SLACK_EVENTS", "ready,,failed"), "SLACK_EVENTS", "empty name"},
+		{"webhook url relative", e("WEBHOOK_URLS", "https://a.example/x,/hook"), "WEBHOOK_URLS", `webhook URL /hook has scheme ""`},
+		{"webhook url scheme", e("WEBHOOK_URLS", "mailto:a@b"), "WEBHOOK_URLS", `webhook URL mailto: has scheme "mailto"`},
 		{"webhook url twice", e("WEBHOOK_URLS", "https://a/x, https://a/x"), "WEBHOOK_URLS", "URL #2 is the same as URL #1"},
 		{"webhook secret no prefix", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", "SECRET8888"), "WEBHOOK_SECRET", "secret #1 is not whsec_ followed by base64"},
 		{"webhook secret bad base64", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", whsec+","+whsecBad), "WEBHOOK_SECRET", "secret #2 is not whsec_ followed by base64"},
 		{"webhook secret empty key", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", "whsec_"), "WEBHOOK_SECRET", "secret #1 is not whsec_"},
 		{"webhook secret url-safe base64", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", "whsec_-_-_"), "WEBHOOK_SECRET", "secret #1 is not whsec_"},
 		{"webhook secret empty item", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", whsec+",,"+whsec), "WEBHOOK_SECRET", "item #2 of 3 is empty"},
-		{"webhook header no colon", e("WEBHOOK_HEADERS", "X-Key "+hdrValue), "WEBHOOK_HEADERS", "header #1 has no ':'"},
-		{"webhook header bad name", e("WEBHOOK_HEADERS", "X-A:1,Bad Name:"+hdrValue), "WEBHOOK_HEADERS", "header #2: the name is not a valid HTTP header name"},
-		{"webhook header empty name", e("WEBHOOK_HEADERS", ":"+hdrValue), "WEBHOOK_HEADERS", "header #1: the name is not a valid"},
-		{"webhook header newline", e("WEBHOOK_HEADERS", "X-A:"+hdrValue+"\r\nX-Evil: 1"), "WEBHOOK_HEADERS", "header #1: the value contains CR, LF or NUL"},
-		{"webhook header reserved", e("WEBHOOK_HEADERS", "webhook-signature:"+hdrValue), "WEBHOOK_HEADERS", "Webhook-Signature is set by the bridge"},
-		{"webhook header content type", e("WEBHOOK_HEADERS", "content-type:text/plain"), "WEBHOOK_HEADERS", "Content-Type is set by the bridge"},
-		{"webhook concurrency zero", e("WEBHOOK_CONCURRENCY", "0"), "WEBHOOK_CONCURRENCY", "out of range (expected 1 to 64)"},
-		{"webhook concurrency big", e("WEBHOOK_CONCURRENCY", "65"), "WEBHOOK_CONCURRENCY", "out of range"},
-		{"webhook ca missing", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_CA", missing), "WEBHOOK_CA", "cannot read the file"},
-		{"webhook events bad", e("WEBHOOK_EVENTS", "ready;failed"), "WEBHOOK_EVENTS", "bad name"},
+		{"webhook header no colon", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_HEADERS", "X-Key "+hdrValue), "WEBHOOK_HEADERS", "header #1 has no ':'"},
+		{"webhook header bad name", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_HEADERS", "X-A:1,Bad Name:"+hdrValue), "WEBHOOK_HEADERS", `name "Bad Name" is not a valid HTTP header name`},
+		{"webhook header empty name", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_HEADERS", ":"+hdrValue), "WEBHOOK_HEADERS", "header #1 has an empty name"},
+		{"webhook header newline", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_HEADERS", "X-A:"+hdrValue+"\r\nX-Evil: 1"), "WEBHOOK_HEADERS", `extra header "X-A" has a value with a line break or NUL byte`},
+		{"webhook header reserved", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_HEADERS", "webhook-signature:"+hdrValue), "WEBHOOK_HEADERS", `extra header "Webhook-Signature" is set by the webhook sink itself`},
+		{"webhook header content type", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_HEADERS", "content-type:text/plain"), "WEBHOOK_HEADERS", `extra header "Content-Type" is set by the webhook sink itself`},
+		{"webhook concurrency zero", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_CONCURRENCY", "0"), "WEBHOOK_CONCURRENCY", "out of range (expected 1 to 64)"},
+		{"webhook concurrency big", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_CONCURRENCY", "65"), "WEBHOOK_CONCURRENCY", "out of range"},
+		{"webhook ca missing", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_CA", missing), "WEBHOOK_CA", "read webhook CA file: open " + missing},
+		{"webhook events bad", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_EVENTS", "ready;failed"), "WEBHOOK_EVENTS", "bad name"},
 		{"poll failure threshold zero", e("POLL_FAILURE_THRESHOLD", "0"), "POLL_FAILURE_THRESHOLD", "at least 1"},
 		{"poll failure threshold text", e("POLL_FAILURE_THRESHOLD", "five"), "POLL_FAILURE_THRESHOLD", "not a whole number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := config.Load(tt.env)
+			c, err := loadAll(tt.env)
 			if c != nil {
 				t.Errorf("Load returned a Config with an error")
 			}
@@ -289,7 +306,7 @@ func TestLoadProblems(t *testing.T) {
 }
 
 func TestLoadReportsAllProblems(t *testing.T) {
-	_, err := config.Load(e(
+	_, err := loadAll(e(
 		"POLL_INTERVAL", "5 minutes",
 		"PER_PAGE", "500",
 		"LOG_LEVEL", "loud",
@@ -341,7 +358,7 @@ func TestSecretFiles(t *testing.T) {
 		{"file trimmed", e("API_TOKEN_FILE", good), "", "", func(c *config.Config) bool { return c.APIToken == apiToken }},
 		{"slack hook file", e("SLACK_WEBHOOK_URL_FILE", hook), "", "", func(c *config.Config) bool { return c.SlackWebhookURL == slackHook }},
 		{"webhook secret file is validated", e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET_FILE", secrets), "", "", func(c *config.Config) bool {
-			return len(c.WebhookSecrets()) == 1 && string(c.WebhookSecrets()[0]) == string(key1)
+			return len(c.WebhookSecret) == 1 && c.WebhookSecret[0] == whsec
 		}},
 		{"every secret has a file twin", e("ADMIN_TOKEN_FILE", good, "NATS_TOKEN_FILE", good, "NATS_URL", "h:1", "SLACK_TOKEN_FILE", good, "SLACK_CHANNEL", "c"), "", "", func(c *config.Config) bool {
 			return c.AdminToken == apiToken && c.NATSToken == apiToken && c.SlackToken == apiToken
@@ -357,7 +374,7 @@ func TestSecretFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := config.Load(tt.env)
+			c, err := loadAll(tt.env)
 			if tt.wantVar == "" {
 				if err != nil {
 					t.Fatalf("Load: %v", err)
@@ -397,7 +414,7 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 		e("SLACK_WEBHOOK_URL_FILE", writeFile(t, "junk "+slackHook)),
 	}
 	for i, env := range envs {
-		_, err := config.Load(env)
+		_, err := loadAll(env)
 		if err == nil {
 			t.Errorf("env #%d: Load succeeded, want problems", i)
 			continue
@@ -416,7 +433,7 @@ func TestUnprefixedVariablesAreIgnored(t *testing.T) {
 		"NATS_URL": "nats://elsewhere:4222", "SLACK_TOKEN": slackToken, "LOG_LEVEL": "nonsense",
 	}
 	t.Run("injected", func(t *testing.T) {
-		c, err := config.Load(unprefixed)
+		c, err := loadAll(unprefixed)
 		if err != nil {
 			t.Fatalf("unprefixed variables were read: %v", err)
 		}
@@ -429,7 +446,7 @@ func TestUnprefixedVariablesAreIgnored(t *testing.T) {
 		for k, v := range unprefixed {
 			t.Setenv(k, v)
 		}
-		c, err := config.Load(nil)
+		c, err := loadAll(nil)
 		if err != nil {
 			t.Fatalf("unprefixed variables were read: %v", err)
 		}
@@ -443,7 +460,7 @@ func TestLoadProcessEnvironment(t *testing.T) {
 	t.Setenv(config.Prefix+"POLL_INTERVAL", "45s")
 	t.Setenv(config.Prefix+"LISTEN_ADDR", "")
 	t.Setenv(config.Prefix+"API_TOKEN_FILE", writeFile(t, apiToken+"\n"))
-	c, err := config.Load(nil)
+	c, err := loadAll(nil)
 	if err != nil {
 		t.Fatalf("Load(nil): %v", err)
 	}
@@ -452,7 +469,7 @@ func TestLoadProcessEnvironment(t *testing.T) {
 	}
 
 	t.Setenv(config.Prefix+"POLL_INTERVAL", "soon")
-	_, err = config.Load(nil)
+	_, err = loadAll(nil)
 	if ps := problems(t, err); len(ps) != 1 || ps[0].Var != config.Prefix+"POLL_INTERVAL" {
 		t.Fatalf("problems %+v, want POLL_INTERVAL", ps)
 	}
@@ -473,7 +490,7 @@ func TestWarnings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := config.Load(tt.env)
+			c, err := loadAll(tt.env)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
@@ -521,7 +538,7 @@ func TestRequire(t *testing.T) {
 			if tt.token != "" {
 				env = e("API_TOKEN", tt.token)
 			}
-			c, err := config.Load(env)
+			c, err := loadAll(env)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
@@ -540,27 +557,19 @@ func TestRequire(t *testing.T) {
 	}
 }
 
-func TestWebhookSecrets(t *testing.T) {
+func TestWebhookSecretsKeepTheirOrder(t *testing.T) {
 	k2 := "whsec_" + base64.StdEncoding.EncodeToString(key2)
-	c, err := config.Load(e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", whsec+", "+k2))
+	c, err := loadAll(e("WEBHOOK_URLS", "https://a/x", "WEBHOOK_SECRET", whsec+", "+k2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := c.WebhookSecrets()
-	if len(got) != 2 || string(got[0]) != string(key1) || string(got[1]) != string(key2) {
-		t.Fatalf("WebhookSecrets() = %q", got)
-	}
-	c, err = config.Load(e())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := c.WebhookSecrets(); len(got) != 0 {
-		t.Fatalf("WebhookSecrets() without secrets = %q", got)
+	if got := c.WebhookSecret; len(got) != 2 || got[0] != whsec || got[1] != k2 {
+		t.Fatalf("WebhookSecret = %q", got)
 	}
 }
 
 func TestSecrets(t *testing.T) {
-	c, err := config.Load(e(
+	c, err := loadAll(e(
 		"API_TOKEN", apiToken, "ADMIN_TOKEN", adminToken, "NATS_URL", "nats://nu:natsurlpass@h:4222",
 		"NATS_TOKEN", natsToken, "SLACK_TOKEN", slackToken, "SLACK_CHANNEL", "c",
 		"WEBHOOK_URLS", "https://hookuser:hookpass@a.example/x,https://b.example/y",
@@ -582,7 +591,7 @@ func TestSecrets(t *testing.T) {
 		}
 	}
 
-	c, err = config.Load(e("SLACK_WEBHOOK_URL", slackHook, "NATS_URL", "h:1", "NATS_USER", "u", "NATS_PASSWORD", natsPass))
+	c, err = loadAll(e("SLACK_WEBHOOK_URL", slackHook, "NATS_URL", "h:1", "NATS_USER", "u", "NATS_PASSWORD", natsPass))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,7 +602,7 @@ func TestSecrets(t *testing.T) {
 		}
 	}
 
-	c, err = config.Load(e())
+	c, err = loadAll(e())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +644,13 @@ EMIT_REMOVED LISTEN_ADDR ADMIN_ADDR ADMIN_TOKEN LOG_LEVEL LOG_FORMAT RETRY_MAX_E
 NATS_SUBJECT_PREFIX NATS_JETSTREAM NATS_CREDS NATS_NKEY NATS_TOKEN NATS_USER NATS_PASSWORD
 NATS_CA NATS_CERT NATS_KEY NATS_EVENTS SLACK_WEBHOOK_URL SLACK_TOKEN SLACK_CHANNEL
 SLACK_API_URL SLACK_EVENTS WEBHOOK_URLS WEBHOOK_SECRET WEBHOOK_HEADERS WEBHOOK_TIMEOUT
-WEBHOOK_CONCURRENCY WEBHOOK_CA WEBHOOK_EVENTS STDOUT POLL_FAILURE_THRESHOLD SHUTDOWN_TIMEOUT`)
+WEBHOOK_CONCURRENCY WEBHOOK_CA WEBHOOK_EVENTS STDOUT POLL_FAILURE_THRESHOLD SHUTDOWN_TIMEOUT
+CONFIG_FILE POLL_INTERVAL_ACTIVE SINK_FAILURE_ALERT STORE STORE_NATS_URL STORE_NATS_REPLICAS LEASE_TTL`)
+
+// notYet are SPEC settings this version does not have yet (each names its issue).
+var notYet = map[string]bool{
+	"STORE": true, "STORE_NATS_URL": true, "STORE_NATS_REPLICAS": true, "LEASE_TTL": true, // issue 16
+}
 
 var specSecrets = []string{"API_TOKEN", "ADMIN_TOKEN", "NATS_TOKEN", "NATS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_TOKEN", "WEBHOOK_SECRET"}
 
@@ -657,8 +672,10 @@ func TestTable(t *testing.T) {
 		}
 		rows[name] = cells
 	}
-	if len(rows) != len(specVars) {
-		t.Errorf("table has %d variables, SPEC has %d", len(rows), len(specVars))
+	for name := range rows {
+		if !slices.Contains(specVars, strings.TrimPrefix(name, config.Prefix)) {
+			t.Errorf("table has %s, which SPEC.md does not name", name)
+		}
 	}
 	defaults := map[string]string{
 		"API_URL": "`https://app.plugchoice.com/api/v3`", "POLL_INTERVAL": "`30s`", "FULL_SYNC_INTERVAL": "`10m`",
@@ -666,10 +683,15 @@ func TestTable(t *testing.T) {
 		"LOG_LEVEL": "`info`", "LOG_FORMAT": "`json`", "RETRY_MAX_ELAPSED": "`24h`", "NATS_SUBJECT_PREFIX": "`plugchoice.exports`",
 		"NATS_EVENTS": "`*`", "SLACK_EVENTS": "`ready,failed,bridge`", "WEBHOOK_TIMEOUT": "`10s`", "WEBHOOK_CONCURRENCY": "`4`",
 		"WEBHOOK_EVENTS": "`*`", "POLL_FAILURE_THRESHOLD": "`5`", "SHUTDOWN_TIMEOUT": "`10s`", "EMIT_EXISTING": "`false`",
-		"API_BUDGET": "80% of X-RateLimit-Limit",
+		"POLL_INTERVAL_ACTIVE": "`10s`",
+		"API_BUDGET":           "80% of X-RateLimit-Limit",
+		"SINK_FAILURE_ALERT":   "`5m`",
 	}
 	for _, v := range specVars {
 		cells, ok := rows[config.Prefix+v]
+		if !ok && notYet[v] {
+			continue
+		}
 		if !ok {
 			t.Errorf("table lacks %s%s", config.Prefix, v)
 			continue
@@ -697,6 +719,9 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("Usage: %v", err)
 	}
 	for _, v := range specVars {
+		if notYet[v] {
+			continue
+		}
 		if !strings.Contains(buf.String(), config.Prefix+v+" ") {
 			t.Errorf("usage lacks %s", v)
 		}
@@ -744,4 +769,11 @@ func TestHeadersHTTP(t *testing.T) {
 	if !slices.Equal(got.Values("X-A"), []string{"1", "3"}) || got.Get("X-B") != "two:parts" {
 		t.Fatalf("HTTP() = %v", got)
 	}
+}
+
+// loadAll is what the program does with the settings: config.Load, then every sink's
+// block decoded and validated by its kind, all problems together.
+func loadAll(env map[string]string) (*config.Config, error) {
+	c, _, err := registry.LoadSettings(env, "")
+	return c, err
 }

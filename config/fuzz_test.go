@@ -3,8 +3,6 @@ package config_test
 import (
 	"strings"
 	"testing"
-
-	"github.com/exportbridge/exportbridge/config"
 )
 
 // FuzzLoad feeds random values to a few settings, secret and not: Load never panics, and
@@ -28,7 +26,7 @@ func FuzzLoad(f *testing.F) {
 			"WEBHOOK_URLS", urls,
 			"NATS_URL", natsURL,
 		)
-		c, err := config.Load(env)
+		c, err := loadAll(env)
 		if err == nil {
 			if c == nil {
 				t.Fatal("Load returned neither a config nor an error")

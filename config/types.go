@@ -44,15 +44,9 @@ type Header struct {
 // It implements envconfig.Decoder.
 type Headers []Header
 
-// headers the webhook sink sets itself: overriding them would break delivery or signing.
-var reservedHeaders = map[string]bool{
-	"Content-Type": true, "Content-Length": true, "Host": true, "Transfer-Encoding": true,
-	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
-}
-
-// Decode parses `Name:value,Name2:value2`. Names must be valid HTTP header names and not
-// one the bridge sets itself; values must not contain CR, LF or NUL. Errors name the
-// header's position, never its name or value (a value is often a credential).
+// Decode parses `Name:value,Name2:value2`; the webhook sink's Validate checks the names
+// and values. Errors name the header's position, never its name or value (a value is
+// often a credential).
 func (h *Headers) Decode(s string) error {
 	var items List
 	if err := items.Decode(s); err != nil {
@@ -65,17 +59,10 @@ func (h *Headers) Decode(s string) error {
 			return fmt.Errorf("header #%d has no ':' (expected Name:value,Name2:value2)", i+1)
 		}
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !validHeaderName(name) {
-			return fmt.Errorf("header #%d: the name is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)", i+1)
+		if name == "" {
+			return fmt.Errorf("header #%d has an empty name (expected Name:value,Name2:value2)", i+1)
 		}
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return fmt.Errorf("header #%d: the value contains CR, LF or NUL", i+1)
-		}
-		canon := http.CanonicalHeaderKey(name)
-		if reservedHeaders[canon] {
-			return fmt.Errorf("header #%d: %s is set by the bridge and cannot be overridden", i+1, canon)
-		}
-		out = append(out, Header{Name: canon, Value: value})
+		out = append(out, Header{Name: http.CanonicalHeaderKey(name), Value: value})
 	}
 	*h = out
 	return nil
@@ -88,21 +75,4 @@ func (h Headers) HTTP() http.Header {
 		out.Add(x.Name, x.Value)
 	}
 	return out
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/exportbridge/exportbridge/logging"
-	"github.com/exportbridge/exportbridge/sinks"
 )
 
 // validate checks values and combinations, skipping variables that already failed to
@@ -35,13 +33,23 @@ func (l *loader) validate() {
 	}
 
 	l.positive("POLL_INTERVAL", c.PollInterval, time.Second)
+	l.positive("POLL_INTERVAL_ACTIVE", c.PollIntervalActive, time.Second)
+	if ok("POLL_INTERVAL") && ok("POLL_INTERVAL_ACTIVE") && c.PollIntervalActive > c.PollInterval {
+		if l.set["POLL_INTERVAL_ACTIVE"] {
+			l.problem("POLL_INTERVAL_ACTIVE", "%s is longer than EXPORTBRIDGE_POLL_INTERVAL %s (expected at most the poll interval)", c.PollIntervalActive, c.PollInterval)
+		} else {
+			c.PollIntervalActive = c.PollInterval // the default, on a shorter POLL_INTERVAL
+		}
+	}
 	if ok("POLL_INTERVAL") && ok("FULL_SYNC_INTERVAL") && c.FullSyncInterval < c.PollInterval {
 		l.problem("FULL_SYNC_INTERVAL", "%s is shorter than EXPORTBRIDGE_POLL_INTERVAL %s (expected at least the poll interval)", c.FullSyncInterval, c.PollInterval)
 	}
 	l.positive("HTTP_TIMEOUT", c.HTTPTimeout, 0)
 	l.positive("RETRY_MAX_ELAPSED", c.RetryMaxElapsed, 0)
-	l.positive("WEBHOOK_TIMEOUT", c.WebhookTimeout, 0)
 	l.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0)
+	if ok("SINK_FAILURE_ALERT") && c.SinkFailureAlert < 0 {
+		l.problem("SINK_FAILURE_ALERT", "%s is negative (expected a duration such as 5m, or 0 to send no alert)", c.SinkFailureAlert)
+	}
 
 	if l.set["PER_PAGE"] {
 		l.intRange("PER_PAGE", c.PerPage, 1, 100)
@@ -49,7 +57,6 @@ func (l *loader) validate() {
 	if ok("API_BUDGET") && c.APIBudget < 0 {
 		l.problem("API_BUDGET", "%d is negative (expected requests per minute, at least 1, or 0 for 80%% of X-RateLimit-Limit)", c.APIBudget)
 	}
-	l.intRange("WEBHOOK_CONCURRENCY", c.WebhookConcurrency, 1, 64)
 	if ok("POLL_FAILURE_THRESHOLD") && c.PollFailureThreshold < 1 {
 		l.problem("POLL_FAILURE_THRESHOLD", "%d is too small (expected at least 1)", c.PollFailureThreshold)
 	}
@@ -83,110 +90,50 @@ func (l *loader) validate() {
 		l.problem("LOG_FORMAT", "%q is not a log format (expected json or text)", c.LogFormat)
 	}
 
-	l.validateNATS()
-	l.validateSlack()
-	l.validateWebhooks()
-
-	for _, name := range []string{"NATS_EVENTS", "SLACK_EVENTS", "WEBHOOK_EVENTS"} {
-		v := *l.stringField(name)
-		if _, err := sinks.ParseFilter(v); err != nil {
-			l.problem(name, "%v", err)
-		}
-	}
+	l.validateSinks()
 }
 
-func (l *loader) validateNATS() {
+// validateSinks checks what the environment shorthand needs beyond each sink's own
+// Validate (run by the registry over the sink entries): webhook URLs given once, and
+// warnings for settings of a sink that is not enabled. With CONFIG_FILE, the sink
+// settings of the shorthand are refused: a sink is defined in one place.
+func (l *loader) validateSinks() {
 	c := l.cfg
-	for i, s := range c.NATSURL {
-		if err := checkNATSURL(s); err != nil {
-			l.problem("NATS_URL", "server #%d %s %v", i+1, quoteURL(s), err)
-			break
-		}
-	}
-	if p := c.NATSSubjectPrefix; p == "" {
-		l.problem("NATS_SUBJECT_PREFIX", "is empty (expected a subject such as plugchoice.exports)")
-	} else {
-		for _, tok := range strings.Split(p, ".") {
-			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n\x00") {
-				l.problem("NATS_SUBJECT_PREFIX", "%q is not a valid NATS subject (expected dot-separated non-empty tokens without spaces, * or >, such as plugchoice.exports)", p)
-				break
+	if c.ConfigFile != "" {
+		var given []string
+		for _, f := range fields {
+			if l.set[f.name] && isShorthandSink(f.name) {
+				given = append(given, f.key)
 			}
 		}
-	}
-	for _, name := range []string{"NATS_CREDS", "NATS_NKEY", "NATS_CA", "NATS_CERT", "NATS_KEY"} {
-		l.readable(name)
-	}
-	if (c.NATSCert == "") != (c.NATSKey == "") {
-		l.problem("NATS_CERT", "EXPORTBRIDGE_NATS_CERT and EXPORTBRIDGE_NATS_KEY go together (expected both or neither)")
-	}
-	if (c.NATSUser == "") != (c.NATSPassword == "") && l.noProblem("NATS_PASSWORD", "NATS_PASSWORD_FILE") {
-		l.problem("NATS_USER", "EXPORTBRIDGE_NATS_USER and EXPORTBRIDGE_NATS_PASSWORD go together (expected both or neither)")
-	}
-	var auth []string
-	for _, a := range []struct{ name, v string }{
-		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY", c.NATSNKey}, {"NATS_TOKEN", c.NATSToken}, {"NATS_USER", c.NATSUser},
-	} {
-		if a.v != "" {
-			auth = append(auth, Prefix+a.name)
+		for _, k := range given {
+			l.problem(strings.TrimPrefix(k, Prefix), "defines a sink, and EXPORTBRIDGE_CONFIG_FILE is set (expected sinks in the config file only; only EXPORTBRIDGE_STDOUT may be added)")
 		}
+		return
 	}
-	if len(auth) > 1 {
-		l.problem("NATS_TOKEN", "several NATS authentication methods are set (%s); expected one of credentials file, NKey, token, or user and password", strings.Join(auth, ", "))
-	}
-	if len(c.NATSURL) == 0 {
-		l.unused([]string{"NATS_CREDS", "NATS_NKEY", "NATS_TOKEN", "NATS_USER", "NATS_PASSWORD", "NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_EVENTS", "NATS_JETSTREAM", "NATS_SUBJECT_PREFIX"}, "NATS_URL")
-	}
-}
-
-func (l *loader) validateSlack() {
-	c := l.cfg
-	if c.SlackWebhookURL != "" && l.noProblem("SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_URL_FILE") {
-		if _, err := parseHTTPURL(c.SlackWebhookURL); err != nil {
-			l.problem("SLACK_WEBHOOK_URL", "is not an absolute http(s) URL (expected https://hooks.slack.com/services/...)")
-		}
-		if c.SlackToken != "" {
-			l.problem("SLACK_WEBHOOK_URL", "both EXPORTBRIDGE_SLACK_WEBHOOK_URL and EXPORTBRIDGE_SLACK_TOKEN are set (expected one: webhook mode or bot mode)")
-		}
-	}
-	if c.SlackToken != "" && strings.TrimSpace(c.SlackChannel) == "" {
-		l.problem("SLACK_CHANNEL", "is required with EXPORTBRIDGE_SLACK_TOKEN (expected a channel name or id such as #exports or C0123456789)")
-	}
-	if u, err := parseHTTPURL(c.SlackAPIURL); err != nil {
-		l.problem("SLACK_API_URL", "%s %v", quoteURL(c.SlackAPIURL), err)
-	} else if u.RawQuery != "" || u.Fragment != "" {
-		l.problem("SLACK_API_URL", "%s has a query or fragment (expected a base URL such as https://slack.com/api/)", quoteURL(c.SlackAPIURL))
-	} else if !strings.HasSuffix(c.SlackAPIURL, "/") {
-		c.SlackAPIURL += "/" // slack-go appends method names to it
-	}
-	if c.SlackToken == "" && c.SlackWebhookURL == "" {
-		l.unused([]string{"SLACK_CHANNEL", "SLACK_EVENTS", "SLACK_API_URL"}, "SLACK_WEBHOOK_URL or EXPORTBRIDGE_SLACK_TOKEN")
-	}
-}
-
-func (l *loader) validateWebhooks() {
-	c := l.cfg
 	seen := map[string]int{}
 	for i, s := range c.WebhookURLs {
-		if _, err := parseHTTPURL(s); err != nil {
-			l.problem("WEBHOOK_URLS", "URL #%d %s %v", i+1, quoteURL(s), err)
-			break
-		}
 		if j, dup := seen[s]; dup {
 			l.problem("WEBHOOK_URLS", "URL #%d is the same as URL #%d (expected each endpoint once)", i+1, j)
 			break
 		}
 		seen[s] = i + 1
 	}
-	for i, s := range c.WebhookSecret {
-		if _, err := decodeWhsec(s); err != nil {
-			l.problem("WEBHOOK_SECRET", "secret #%d is not whsec_ followed by base64", i+1)
-			break
-		}
+	if len(c.NATSURL) == 0 {
+		l.unused([]string{"NATS_CREDS", "NATS_NKEY", "NATS_TOKEN", "NATS_USER", "NATS_PASSWORD", "NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_EVENTS", "NATS_JETSTREAM", "NATS_SUBJECT_PREFIX"}, "NATS_URL")
 	}
-	l.readable("WEBHOOK_CA")
+	if c.SlackToken == "" && c.SlackWebhookURL == "" {
+		l.unused([]string{"SLACK_CHANNEL", "SLACK_EVENTS", "SLACK_API_URL"}, "SLACK_WEBHOOK_URL or EXPORTBRIDGE_SLACK_TOKEN")
+	}
 	if len(c.WebhookURLs) == 0 {
 		l.unused([]string{"WEBHOOK_SECRET", "WEBHOOK_HEADERS", "WEBHOOK_CA", "WEBHOOK_EVENTS", "WEBHOOK_TIMEOUT", "WEBHOOK_CONCURRENCY"}, "WEBHOOK_URLS")
 	}
+}
+
+// isShorthandSink reports whether a setting defines or configures a sink of the
+// environment shorthand (NATS_*, SLACK_*, WEBHOOK_*).
+func isShorthandSink(name string) bool {
+	return strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "SLACK_") || strings.HasPrefix(name, "WEBHOOK_")
 }
 
 // noProblem reports whether none of the named variables has a problem yet.
@@ -225,34 +172,6 @@ func (l *loader) intRange(name string, n, lo, hi int) {
 	}
 }
 
-// readable checks that a file setting, when set, names a readable file.
-func (l *loader) readable(name string) {
-	path := *l.stringField(name)
-	if path == "" {
-		return
-	}
-	f, err := os.Open(path)
-	if err == nil {
-		var st os.FileInfo
-		if st, err = f.Stat(); err == nil && st.IsDir() {
-			err = fmt.Errorf("%s is a directory", path)
-		}
-		f.Close()
-	}
-	if err != nil {
-		l.problem(name, "cannot read the file: %v", err)
-	}
-}
-
-func (l *loader) stringField(name string) *string {
-	for _, f := range fields {
-		if f.name == name {
-			return l.cfgField(f).(*string)
-		}
-	}
-	panic("config: no string setting " + name)
-}
-
 // parseHTTPURL parses an absolute http or https URL with a host.
 func parseHTTPURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
@@ -269,24 +188,6 @@ func checkHostPort(addr string) error {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("has a bad port (expected a number from 0 to 65535)")
-	}
-	return nil
-}
-
-func checkNATSURL(s string) error {
-	if strings.Contains(s, "://") {
-		u, err := url.Parse(s)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("is not a URL (expected nats://host:4222, tls://, ws://, wss:// or host:port)")
-		}
-		switch u.Scheme {
-		case "nats", "tls", "ws", "wss":
-			return nil
-		}
-		return fmt.Errorf("has scheme %q (expected nats, tls, ws or wss)", u.Scheme)
-	}
-	if err := checkHostPort(s); err != nil {
-		return fmt.Errorf("is not a URL or host:port (expected nats://host:4222 or host:4222)")
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func BenchmarkDispatchStdout(b *testing.B) {
 		if err := st.Enqueue("stdout", evs...); err != nil {
 			b.Fatal(err)
 		}
-		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: stdout.New(io.Discard)})
+		d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: stdout.NewSink(io.Discard)})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		b.StartTimer()

@@ -270,7 +270,8 @@ func TestDeliversInOrderPerExport(t *testing.T) {
 		return nil
 	})
 	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Concurrency: 4,
-		InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, Metrics: m})
+		InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond,
+		ProbeInitial: time.Millisecond, ProbeMax: 5 * time.Millisecond, Metrics: m})
 	stop := start(t, d)
 	waitIdle(t, d)
 	if err := stop(); err != nil {
@@ -552,7 +553,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 	// initial interval the wait is 32s +/- 50%.
 	a1 = pendingRec(t, st, "A1")
 	a1.Attempts, a1.NextAttemptAt, a1.FirstAttemptAt = 5, time.Now().Add(-time.Second), time.Now()
-	if err := st.SaveAttempt(a1); err != nil {
+	if err := st.Settle(a1.Sink, store.Settlement{Attempts: []store.Record{a1}}); err != nil {
 		t.Fatal(err)
 	}
 	failing = newFake(func(context.Context, event.Event, int) error { return retryable(503) })
@@ -572,7 +573,7 @@ func TestRestartContinuesSchedule(t *testing.T) {
 	// The retry budget counts from the stored first attempt: one more failure past it
 	// dead-letters.
 	a1.NextAttemptAt, a1.FirstAttemptAt = time.Time{}, time.Now().Add(-2*time.Hour)
-	if err := st.SaveAttempt(a1); err != nil {
+	if err := st.Settle(a1.Sink, store.Settlement{Attempts: []store.Record{a1}}); err != nil {
 		t.Fatal(err)
 	}
 	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: failing, MaxElapsed: time.Hour})

@@ -15,7 +15,16 @@ import (
 type Entry struct {
 	Status string
 	At     int64
+	// Missed counts the complete listings in a row that lacked the export (0 or 1): a
+	// removal is confirmed by the second, so an export that a deletion shifted past the
+	// end of one long listing is not taken for removed. Any observation of the export
+	// sets it back to 0.
+	Missed uint8
 }
+
+// ConfirmListings is the number of consecutive complete listings an export must be
+// absent from to be removed.
+const ConfirmListings = 2
 
 // Snapshot maps export uuid to its last known Entry.
 type Snapshot map[string]Entry
@@ -46,7 +55,8 @@ type Result struct {
 	Events  []event.Event
 	Upserts map[string]Entry
 	Removes []string
-	// Missing counts exports of Prev absent from a complete listing.
+	// Missing counts exports of Prev absent from a complete listing: those removed (the
+	// second listing in a row without them) and those now awaiting confirmation.
 	Missing int
 	// ValveTripped is true when the safety valve suppressed removal (nothing removed).
 	ValveTripped bool
@@ -69,6 +79,15 @@ func Compute(in Input) (Result, error) {
 			}
 			prev, had = up, true
 		} else if had && prev.Status == exp.Status {
+			if prev.Missed == 0 {
+				continue
+			}
+			// Present after all (one listing missed it): no longer awaiting removal.
+			if res.Upserts == nil {
+				res.Upserts = make(map[string]Entry)
+			}
+			prev.Missed = 0
+			res.Upserts[exp.UUID] = prev
 			continue
 		}
 		if res.Upserts == nil {
@@ -106,6 +125,12 @@ func Compute(in Input) (Result, error) {
 	}
 	res.Removes, res.Missing, res.ValveTripped = rm.Removes, rm.Missing, rm.ValveTripped
 	res.Events = append(res.Events, rm.Events...)
+	for k, v := range rm.Upserts { // absent for the first time: awaiting confirmation
+		if res.Upserts == nil {
+			res.Upserts = make(map[string]Entry, len(rm.Upserts))
+		}
+		res.Upserts[k] = v
+	}
 	return res, nil
 }
 
@@ -119,9 +144,13 @@ type RemovalInput struct {
 }
 
 // Removals finds the exports of Prev that a COMPLETE listing no longer holds. Only a
-// complete listing may be given. When more than half of a snapshot of at least
-// ValveMinSnapshot exports is missing, the safety valve trips: nothing is removed.
-// The result's Removes are sorted; Events are export.removed when EmitRemoved is set.
+// complete listing may be given. An export is removed only when the previous complete
+// listing lacked it too (its Entry's Missed is 1): a first absence is recorded in
+// Upserts (Missed 1) and announces nothing, since a deletion during a long listing can
+// shift an export past its end. When more than half of a snapshot of at least
+// ValveMinSnapshot exports is missing, the safety valve trips: nothing is removed or
+// recorded. The result's Removes are sorted; Events are export.removed when
+// EmitRemoved is set.
 func Removals(in RemovalInput) (Result, error) {
 	var res Result
 	var missing []string
@@ -139,11 +168,22 @@ func Removals(in RemovalInput) (Result, error) {
 		return res, nil
 	}
 	slices.Sort(missing)
-	res.Removes = missing
+	for _, uuid := range missing {
+		e := in.Prev[uuid]
+		if int(e.Missed)+1 >= ConfirmListings {
+			res.Removes = append(res.Removes, uuid)
+			continue
+		}
+		if res.Upserts == nil {
+			res.Upserts = make(map[string]Entry)
+		}
+		e.Missed++
+		res.Upserts[uuid] = e
+	}
 	if !in.EmitRemoved {
 		return res, nil
 	}
-	for _, uuid := range missing {
+	for _, uuid := range res.Removes {
 		p := in.Prev[uuid]
 		ev, err := event.NewRemoved(in.Source, uuid, p.Status, p.At, in.ObservedAt)
 		if err != nil {

@@ -39,6 +39,20 @@ func snap(kv ...string) diff.Snapshot {
 	return s
 }
 
+// missedOnce marks uuids of s as absent from the last complete listing.
+func missedOnce(s diff.Snapshot, uuids ...string) diff.Snapshot {
+	out := diff.Snapshot{}
+	for k, v := range s {
+		out[k] = v
+	}
+	for _, u := range uuids {
+		e := out[u]
+		e.Missed = 1
+		out[u] = e
+	}
+	return out
+}
+
 func types(evs []event.Event) []string {
 	var out []string
 	for _, e := range evs {
@@ -81,10 +95,15 @@ func TestCompute(t *testing.T) {
 			want: []string{"a:export.archived_now"}, wantUpserts: 1},
 		{name: "absent from partial listing stays", prev: snap("a", "ready", "b", "ready"), cur: []plugchoice.Export{exp("a", "ready")},
 			emitRemoved: true},
-		{name: "absent from complete listing removed silently", prev: snap("a", "ready", "b", "ready"), cur: []plugchoice.Export{exp("a", "ready")},
+		{name: "absent from one complete listing: only awaiting confirmation", prev: snap("a", "ready", "b", "failed"), cur: []plugchoice.Export{exp("a", "ready")},
+			complete: true, emitRemoved: true, wantUpserts: 1},
+		{name: "absent from a second complete listing removed silently", prev: missedOnce(snap("a", "ready", "b", "ready"), "b"), cur: []plugchoice.Export{exp("a", "ready")},
 			complete: true, wantRemoves: 1},
-		{name: "absent from complete listing emits removed when asked", prev: snap("a", "ready", "b", "failed"), cur: []plugchoice.Export{exp("a", "ready")},
+		{name: "absent from a second complete listing emits removed when asked", prev: missedOnce(snap("a", "ready", "b", "failed"), "b"), cur: []plugchoice.Export{exp("a", "ready")},
 			complete: true, emitRemoved: true, want: []string{"b:export.removed"}, wantRemoves: 1},
+		{name: "seen again after a missed listing: no longer awaiting removal", prev: missedOnce(snap("a", "ready", "b", "ready"), "b"),
+			cur: []plugchoice.Export{exp("b", "ready")}, emitRemoved: true, wantUpserts: 1},
+		{name: "safety valve on a second listing: empty list against 30 missed once", prev: missedOnce(many, "u00", "u01", "u02"), cur: nil, complete: true, emitRemoved: true, valve: true},
 		{name: "safety valve: empty list against 30", prev: many, cur: nil, complete: true, emitRemoved: true, valve: true},
 		{name: "duplicate in listing with same status counts once", prev: snap("a", "processing"),
 			cur: []plugchoice.Export{exp("a", "ready"), exp("a", "ready")}, want: []string{"a:export.ready"}, wantUpserts: 1},
@@ -188,14 +207,61 @@ func indexOf(s, sub string) int {
 
 func TestApply(t *testing.T) {
 	prev := snap("a", "pending", "b", "ready")
-	res, _ := diff.Compute(diff.Input{Prev: prev, Current: []plugchoice.Export{exp("a", "ready")}, Complete: true, Source: source, ObservedAt: observed})
-	next := diff.Apply(prev, res)
+	var next diff.Snapshot
+	for i := 0; i < diff.ConfirmListings; i++ { // b is removed by the second listing without it
+		res, _ := diff.Compute(diff.Input{Prev: prev, Current: []plugchoice.Export{exp("a", "ready")}, Complete: true, Source: source, ObservedAt: observed})
+		next = diff.Apply(prev, res)
+		prev = next
+	}
 	if len(next) != 1 || next["a"].Status != "ready" || next["a"].At == 0 {
 		t.Fatalf("next = %v", next)
 	}
 	again, _ := diff.Compute(diff.Input{Prev: next, Current: []plugchoice.Export{exp("a", "ready")}, Complete: true, Source: source, ObservedAt: observed})
 	if len(again.Events)+len(again.Upserts)+len(again.Removes) != 0 {
 		t.Fatalf("second identical observation changed something: %+v", again)
+	}
+}
+
+// An export is announced removed only by the second complete listing in a row that
+// lacks it. One that a deletion shifted past the end of a listing (absent from one,
+// present in the next) is never announced, however often that happens.
+func TestRemovalConfirmedByTwoListings(t *testing.T) {
+	listing := func(uuids ...string) []plugchoice.Export {
+		var out []plugchoice.Export
+		for _, u := range uuids {
+			out = append(out, exp(u, "ready"))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		listings [][]plugchoice.Export
+		want     []string // events of each listing, joined
+	}{
+		{name: "gone: removed by the second listing without it",
+			listings: [][]plugchoice.Export{listing("a"), listing("a"), listing("a")},
+			want:     []string{"[]", "[b:export.removed]", "[]"}},
+		{name: "shifted: absent from one listing, present in the next",
+			listings: [][]plugchoice.Export{listing("a"), listing("a", "b"), listing("a"), listing("a", "b"), listing("a", "b")},
+			want:     []string{"[]", "[]", "[]", "[]", "[]"}},
+		{name: "shifted then gone",
+			listings: [][]plugchoice.Export{listing("a"), listing("a", "b"), listing("a"), listing("a")},
+			want:     []string{"[]", "[]", "[]", "[b:export.removed]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev := snap("a", "ready", "b", "ready")
+			for i, cur := range tt.listings {
+				res, err := diff.Compute(diff.Input{Prev: prev, Current: cur, Complete: true, EmitRemoved: true, Source: source, ObservedAt: observed})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fmt.Sprint(types(res.Events)); got != tt.want[i] {
+					t.Fatalf("listing %d: events %s, want %s", i+1, got, tt.want[i])
+				}
+				prev = diff.Apply(prev, res)
+			}
+		})
 	}
 }
 
@@ -221,13 +287,9 @@ func FuzzCompute(f *testing.F) {
 		}
 		last := map[string]string{}
 		flips := map[string]bool{} // the same uuid twice with different statuses
-		dups := false              // some uuid listed twice
 		for _, e := range cur {
-			if l, ok := last[e.UUID]; ok {
-				dups = true
-				if l != e.Status {
-					flips[e.UUID] = true
-				}
+			if l, ok := last[e.UUID]; ok && l != e.Status {
+				flips[e.UUID] = true
 			}
 			last[e.UUID] = e.Status
 		}
@@ -249,16 +311,26 @@ func FuzzCompute(f *testing.F) {
 			}
 		}
 		next := diff.Apply(prev, res)
+		for uuid, e := range next {
+			if _, ok := last[uuid]; ok && e.Missed != 0 {
+				t.Fatalf("present export %s still awaits removal: %+v", uuid, e)
+			}
+		}
 		if !complete || !res.ValveTripped {
 			res2, err := diff.Compute(diff.Input{Prev: next, Current: cur, Complete: complete, EmitRemoved: true, Source: source, ObservedAt: observed})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Re-observing the same listing emits nothing, except status flips within
-			// one listing (the same uuid twice with different statuses).
-			// A duplicate may also have delayed a removal to this second look.
+			// one listing (the same uuid twice with different statuses), and, when
+			// complete, the removal of exports absent from both (a removal is
+			// confirmed by the second complete listing; a duplicate may also have
+			// delayed one).
 			for _, ev := range res2.Events {
-				if ev.Type == event.TypeRemoved && dups {
+				if ev.Type == event.TypeRemoved {
+					if _, ok := last[ev.Subject]; ok || !complete {
+						t.Fatalf("removed event for %s, present or from a partial listing", ev.Subject)
+					}
 					continue
 				}
 				if !flips[ev.Subject] {

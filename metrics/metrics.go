@@ -26,6 +26,10 @@ type Metrics struct {
 	LastPollSuccess    prometheus.Gauge         // unix seconds
 	PollDuration       prometheus.Histogram     //
 	SinkConnected      *prometheus.GaugeVec     // sink (1 connected, 0 not)
+	APIRetryAfterUntil prometheus.Gauge         // unix seconds; 0 until a Retry-After
+	FilterErrors       *prometheus.CounterVec   // sink: `when` failed on an event
+	OrphanedEvents     *prometheus.GaugeVec     // sink: stored, no longer configured
+	SinkUp             *prometheus.GaugeVec     // sink (1 breaker closed, 0 open: the sink is down)
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -74,11 +78,26 @@ func New(reg prometheus.Registerer) *Metrics {
 		SinkConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
 		}, []string{"sink"}),
+		APIRetryAfterUntil: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportbridge_api_retry_after_until_timestamp_seconds",
+			Help: "Unix time until which the API's last Retry-After (429 or 503) holds every request of the token; in the past when requests may go.",
+		}),
+		SinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_sink_up", Help: "0 while the sink's breaker is open (failed attempts in a row; one probe at a time), else 1.",
+		}, []string{"sink"}),
 	}
+	m.FilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "exportbridge_filter_errors_total", Help: "Events a sink's when expression failed on (counted as no match), by sink.",
+	}, []string{"sink"})
+	m.OrphanedEvents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "exportbridge_orphaned_events", Help: "Queued events and dead letters of a stored sink that is no longer configured, by sink.",
+	}, []string{"sink"})
 	if reg != nil {
+		reg.MustRegister(m.APIRetryAfterUntil)
+		reg.MustRegister(m.FilterErrors, m.OrphanedEvents)
 		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
 			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
-			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected,
+			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected, m.SinkUp,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m
@@ -141,6 +160,18 @@ func (m *Metrics) Connected(sink string, up bool) {
 	m.SinkConnected.WithLabelValues(sink).Set(v)
 }
 
+// Up sets the breaker state gauge of sink: up is false while its breaker is open.
+func (m *Metrics) Up(sink string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.SinkUp.WithLabelValues(sink).Set(v)
+}
+
 // Poll records one poll cycle outcome ("ok" or "error").
 func (m *Metrics) Poll(outcome string) {
 	if m == nil {
@@ -165,9 +196,39 @@ func (m *Metrics) Event(typ string) {
 	}
 	switch typ {
 	case "export.pending", "export.processing", "export.ready", "export.failed", "export.cancelled",
-		"export.removed", "bridge.poll_failing", "bridge.poll_recovered":
+		"export.removed", "bridge.poll_failing", "bridge.poll_recovered",
+		"bridge.sink_failing", "bridge.sink_recovered":
 	default:
 		typ = "export.other"
 	}
 	m.EventsDetected.WithLabelValues(typ).Inc()
+}
+
+// RetryAfterUntil records the time until which a Retry-After holds every API request.
+func (m *Metrics) RetryAfterUntil(t time.Time) {
+	if m == nil {
+		return
+	}
+	m.APIRetryAfterUntil.Set(float64(t.UnixNano()) / 1e9)
+}
+
+// FilterError counts an event a sink's when expression failed on.
+func (m *Metrics) FilterError(sink string) {
+	if m == nil {
+		return
+	}
+	m.FilterErrors.WithLabelValues(sink).Inc()
+}
+
+// Orphaned sets the count of queued events and dead letters of a stored sink that is no
+// longer configured (0 removes the series).
+func (m *Metrics) Orphaned(sink string, n int) {
+	if m == nil {
+		return
+	}
+	if n == 0 {
+		m.OrphanedEvents.DeleteLabelValues(sink)
+		return
+	}
+	m.OrphanedEvents.WithLabelValues(sink).Set(float64(n))
 }

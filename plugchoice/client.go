@@ -18,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/exportbridge/exportbridge/metrics"
+	"github.com/exportbridge/exportbridge/retryafter"
 )
 
 // Defaults of Options.
@@ -91,6 +92,11 @@ type Client struct {
 	rlLimit     int
 	rlRemaining int
 	rlOK        bool
+
+	// holdMu guards notBefore: the time before which no request of this client (of its
+	// token) may be sent, pushed forward by every 429 and 503 that carries a Retry-After.
+	holdMu    sync.Mutex
+	notBefore time.Time
 }
 
 // inputError is a bad argument: nothing was sent.
@@ -188,6 +194,58 @@ func (c *Client) RateLimit() (limit, remaining int, ok bool) {
 	c.rlMu.Lock()
 	defer c.rlMu.Unlock()
 	return c.rlLimit, c.rlRemaining, c.rlOK
+}
+
+// NotBefore returns the time before which the client sends no request: the end of the
+// last Retry-After (429 or 503) it was given, capped by MaxRetryWait. It is in the past
+// (or zero) when requests may go.
+func (c *Client) NotBefore() time.Time {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return c.notBefore
+}
+
+// hold pushes the not-before time to now + d (never back). The first push of a
+// rate-limited period (the previous one had passed) is logged; later pushes of the same
+// period are not, however many requests run into them.
+func (c *Client) hold(code int, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	until := now.Add(d)
+	c.holdMu.Lock()
+	if !until.After(c.notBefore) {
+		c.holdMu.Unlock()
+		return
+	}
+	fresh := !c.notBefore.After(now)
+	c.notBefore = until
+	c.holdMu.Unlock()
+	c.metrics.RetryAfterUntil(until)
+	if fresh {
+		c.log.Warn("plugchoice API asked to wait (Retry-After); holding every request of this token until then",
+			"status", code, "retry_after", d.String(), "until", until.UTC().Format(time.RFC3339Nano))
+	}
+}
+
+// waitHold blocks until the not-before time has passed (it may move on while waiting),
+// or ctx is done.
+func (c *Client) waitHold(ctx context.Context) error {
+	for {
+		until := c.NotBefore()
+		d := time.Until(until)
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for the API's Retry-After (until %s): %w", until.UTC().Format(time.RFC3339), ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Query selects exports. Its zero value lists everything.
@@ -318,7 +376,9 @@ func (c *Client) Each(ctx context.Context, q Query, fn func(page int, exports []
 }
 
 // ListPage fetches one page of q: GET {base}/exports?{query}&page=N with the bearer
-// token. It waits for the Budget before every attempt, and retries 429 (after
+// token. Before every attempt it waits until the client's not-before time (see
+// NotBefore: a Retry-After holds every request of the token, whatever query, page or
+// cycle it belongs to) and for the Budget. It retries 429 (after
 // Retry-After, capped by MaxRetryWait, or the backoff when missing), 408, 5xx,
 // timeouts and connection errors with exponential backoff and jitter, at most
 // MaxRetries times. Other answers are returned at once as *APIError; a body that is not
@@ -366,8 +426,15 @@ func (c *Client) fetch(ctx context.Context, q Query, page int) (*Page, error) {
 	attempt := 0
 	var lastErr error
 	op := func() (*Page, error) {
+		if err := c.waitHold(ctx); err != nil {
+			return nil, backoff.Permanent(err)
+		}
 		if c.budget != nil {
 			if err := c.budget.Wait(ctx); err != nil {
+				return nil, backoff.Permanent(err)
+			}
+			// A Retry-After may have come meanwhile (another request of the token).
+			if err := c.waitHold(ctx); err != nil {
 				return nil, backoff.Permanent(err)
 			}
 		}
@@ -434,9 +501,12 @@ func (c *Client) do(ctx context.Context, target string) (p *Page, retryAfter tim
 			ae.Message = fmt.Sprintf("redirect to %q not followed (the token is only sent to %s)",
 				redirectHost(resp.Header.Get("Location")), c.host)
 		}
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if d, ok := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now()); ok {
 			ae.RetryAfter = d
 			retryAfter = min(d, c.maxRetryWait)
+			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+				c.hold(resp.StatusCode, retryAfter)
+			}
 		}
 		return nil, retryAfter, ae
 	}

@@ -25,6 +25,9 @@ type Lister interface {
 	ListPage(ctx context.Context, q plugchoice.Query, page int) (*plugchoice.Page, error)
 	Requests() int64
 	RateLimit() (limit, remaining int, ok bool)
+	// NotBefore is the time before which the API's last Retry-After holds every request
+	// of the token (zero or past when none).
+	NotBefore() time.Time
 }
 
 // Health receives the outcome of each cycle (readiness).
@@ -34,15 +37,25 @@ type Health interface {
 	StoreError(err error)
 }
 
+// Store is what the poller needs of the store: the snapshot and the poll facts, and one
+// atomic commit per cycle. *store.Store implements it.
+type Store interface {
+	LoadSnapshot() (snap diff.Snapshot, initialized bool, err error)
+	LastPoll() (store.PollInfo, error)
+	CommitCycle(c store.Cycle) error
+	SavePoll(p store.PollInfo) error
+}
+
 // Options configure a Poller.
 type Options struct {
 	Client Lister
-	Store  *store.Store
+	Store  Store
 	// Query holds the user's pass-through filters (types, subject); the poller adds the
 	// status filter for in-flight queries.
 	Query            plugchoice.Query
 	Source           string // CloudEvents source: API base URL + "/exports"
 	Interval         time.Duration
+	ActiveInterval   time.Duration // while any export is in flight (POLL_INTERVAL_ACTIVE); 0 or more than Interval: Interval
 	FullSyncInterval time.Duration
 	EmitExisting     bool
 	EmitRemoved      bool
@@ -55,6 +68,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Now     func() time.Time
+	// Wait blocks for d or until ctx is done (false then) between Run's cycles; nil: a
+	// timer. Tests pass their own to see the waits without waiting them.
+	Wait func(ctx context.Context, d time.Duration) bool
 }
 
 // Poller is the polling loop. Cycle must not be called concurrently.
@@ -84,6 +100,12 @@ func New(o Options) (*Poller, error) {
 	}
 	if o.Interval <= 0 {
 		o.Interval = 30 * time.Second
+	}
+	if o.ActiveInterval <= 0 || o.ActiveInterval > o.Interval {
+		o.ActiveInterval = o.Interval
+	}
+	if o.Wait == nil {
+		o.Wait = sleep
 	}
 	if o.FullSyncInterval < o.Interval {
 		o.FullSyncInterval = o.Interval
@@ -129,6 +151,15 @@ func (p *Poller) track(uuid string, e diff.Entry) {
 	}
 }
 
+// interval is the time between two cycles: ActiveInterval while any export of the
+// snapshot is pending or processing, else Interval.
+func (p *Poller) interval() time.Duration {
+	if len(p.inflight) > 0 {
+		return p.o.ActiveInterval
+	}
+	return p.o.Interval
+}
+
 // Tracked returns the number of exports in the snapshot.
 func (p *Poller) Tracked() int { return len(p.snap) }
 
@@ -138,27 +169,41 @@ func (p *Poller) Tracked() int { return len(p.snap) }
 // bridges started together from polling in lockstep.
 const jitterDivisor = 40
 
-// Run polls every Interval (plus up to 2.5 % jitter) until ctx is done. The first cycle
-// starts at once. The interval is counted from the start of the previous cycle, so a
-// slow cycle does not add to the detection latency; a cycle longer than the interval
-// is followed at once by the next.
+// Run polls every Interval, or ActiveInterval while any export is in flight (plus up to
+// 2.5 % jitter), until ctx is done. The first cycle starts at once. The interval is
+// counted from the start of the previous cycle, so a slow cycle does not add to the
+// detection latency; a cycle longer than the interval is followed at once by the next.
+// A cycle that would start while the API's Retry-After holds the token waits until it
+// has passed.
 func (p *Poller) Run(ctx context.Context) error {
 	for {
+		if d := time.Until(p.o.Client.NotBefore()); d > 0 {
+			p.o.Logger.Debug("next poll cycle waits for the API's Retry-After", "wait", d.String())
+			if !p.o.Wait(ctx, d) {
+				return nil
+			}
+		}
 		started := time.Now()
 		if _, err := p.Cycle(ctx); err != nil && ctx.Err() != nil {
 			return nil
 		}
-		wait := p.o.Interval + time.Duration(rand.Int64N(int64(p.o.Interval)/jitterDivisor+1)) - time.Since(started)
-		if wait < 0 {
-			wait = 0
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		iv := p.interval()
+		wait := iv + time.Duration(rand.Int64N(int64(iv)/jitterDivisor+1)) - time.Since(started)
+		if !p.o.Wait(ctx, max(wait, 0)) {
 			return nil
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -338,8 +383,8 @@ func (p *Poller) firstListing(ctx context.Context, rep *Report, start time.Time)
 // fullListing lists every export page by page, diffing and committing each page as it
 // arrives (one page in memory, whatever the size of the account). A listing of 100,000
 // exports takes 4,000 requests, minutes at the API budget: so that changes are not
-// seen late meanwhile, a cheap cycle runs between two pages whenever POLL_INTERVAL has
-// passed. Once the listing is complete, exports of the snapshot that neither it nor
+// seen late meanwhile, a cheap cycle runs between two pages whenever the poll interval
+// has passed (POLL_INTERVAL_ACTIVE while exports are in flight). Once the listing is complete, exports of the snapshot that neither it nor
 // those cheap cycles observed are removed (safety valve permitting). A failed listing
 // keeps what its pages committed (they are true observations) and removes nothing.
 func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) error {
@@ -351,7 +396,7 @@ func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) 
 		if err := p.observe(fresh, rep, false); err != nil {
 			return err
 		}
-		if p.o.Now().Sub(lastCheap) < p.o.Interval {
+		if p.o.Now().Sub(lastCheap) < p.interval() {
 			return nil
 		}
 		lastCheap = p.o.Now()
@@ -374,6 +419,10 @@ func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) 
 		Source: p.o.Source, ObservedAt: p.o.Now()})
 	if err != nil {
 		return fmt.Errorf("diff: %w", err)
+	}
+	if awaiting := len(rm.Upserts); awaiting > 0 {
+		p.o.Logger.Info("exports absent from this complete listing; removed only if the next one lacks them too",
+			"count", awaiting)
 	}
 	return p.commit(rm, rep, start)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -233,6 +234,18 @@ func TestNoTransitionLost(t *testing.T) {
 				})
 				f.sim.SetStatus(inflight[0], plugchoice.StatusFailed)
 			}},
+		{name: "export seen in flight on the head finishes before the in-flight query",
+			act: func(f *fixture, inflight []string) {
+				f.sim.AddN(60, plugchoice.StatusReady) // the old in-flight ones: page 3+
+				recent := f.sim.AddN(1, plugchoice.StatusProcessing)[0]
+				f.cycle()
+				var once sync.Once
+				f.sim.SetOnRequest(func(r *http.Request) {
+					if strings.Contains(r.URL.RawQuery, "filter") {
+						once.Do(func() { f.sim.SetStatus(recent, plugchoice.StatusReady) })
+					}
+				})
+			}},
 		{name: "old in-flight export finishes deep in the list",
 			act: func(f *fixture, inflight []string) {
 				f.sim.AddN(60, plugchoice.StatusReady) // push the in-flight ones to page 3+
@@ -266,15 +279,19 @@ func TestNoTransitionLost(t *testing.T) {
 }
 
 // An export that leaves the in-flight set and is nowhere in the head pages can only be
-// resolved by a full listing, which also proves its removal.
+// resolved by a full listing; the second full listing without it proves its removal.
 func TestVanishedInFlightExportForcesFullListing(t *testing.T) {
 	f := newFixture(t, 100, func(o *poller.Options) { o.EmitRemoved = true })
 	inflight := f.sim.AddN(3, plugchoice.StatusProcessing)
 	f.cycle()
 	f.sim.Remove(inflight[1])
-	rep := f.cycle()
-	if !rep.Full {
-		t.Fatalf("cycle after an in-flight export vanished was not a full listing: %+v", rep)
+	for i := 1; i <= 2; i++ {
+		if rep := f.cycle(); !rep.Full {
+			t.Fatalf("cycle %d after an in-flight export vanished was not a full listing: %+v", i, rep)
+		}
+		if q := f.queued(); i == 1 && len(q) != 0 {
+			t.Fatalf("queued %v after one complete listing without it, want nothing yet", q)
+		}
 	}
 	if q := f.queued(); len(q) != 1 || q[0] != inflight[1]+":export.removed" {
 		t.Fatalf("queued = %v, want the removal", q)
@@ -290,11 +307,17 @@ func TestRemoved(t *testing.T) {
 	if len(f.queued()) != 0 {
 		t.Fatalf("removal from a cheap cycle: %v", f.queued())
 	}
-	// An hour later the next cycle is a full listing.
-	f.opts.Now = func() time.Time { return time.Now().Add(time.Hour) }
-	f.restart()
-	if rep := f.cycle(); !rep.Full {
-		t.Fatalf("no full listing after FULL_SYNC_INTERVAL: %+v", rep)
+	// An hour later the next cycle is a full listing; it lacks the export, but only the
+	// second complete listing in a row without it confirms the removal.
+	for i, later := range []time.Duration{time.Hour, 2 * time.Hour} {
+		f.opts.Now = func() time.Time { return time.Now().Add(later) }
+		f.restart()
+		if rep := f.cycle(); !rep.Full {
+			t.Fatalf("no full listing after FULL_SYNC_INTERVAL: %+v", rep)
+		}
+		if q := f.queued(); i == 0 && len(q) != 0 {
+			t.Fatalf("queued %v after the first complete listing without it, want nothing yet", q)
+		}
 	}
 	if q := f.queued(); len(q) != 1 || q[0] != all[0].UUID+":export.removed" {
 		t.Fatalf("queued = %v, want one export.removed", q)
@@ -305,12 +328,21 @@ func TestRemoved(t *testing.T) {
 }
 
 func TestSafetyValve(t *testing.T) {
-	f := newFixture(t, 30, func(o *poller.Options) { o.EmitRemoved = true; o.FullSyncInterval = time.Nanosecond })
+	var later atomic.Int64 // each cycle an hour later than the last: every one is a full listing
+	f := newFixture(t, 30, func(o *poller.Options) {
+		o.EmitRemoved = true
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(later.Load()) * time.Hour) }
+	})
 	f.cycle()
 	for _, e := range f.sim.Snapshot() {
 		f.sim.Remove(e.UUID)
 	}
-	f.cycle()
+	for i := 0; i < 3; i++ { // never confirmed, however many listings lack them
+		later.Add(1)
+		if rep := f.cycle(); !rep.Full {
+			t.Fatalf("cycle %d was not a full listing: %+v", i, rep)
+		}
+	}
 	if len(f.queued()) != 0 || f.p.Tracked() != 30 {
 		t.Fatalf("empty list against 30: queued %v tracked %d", f.queued(), f.p.Tracked())
 	}
@@ -407,7 +439,7 @@ func TestStoreFailureDoesNotAdvanceSnapshot(t *testing.T) {
 	if f.health.storeErr == nil {
 		t.Error("store error not reported to health")
 	}
-	st, err := store.Open(f.opts.Store.Path()[:strings.LastIndex(f.opts.Store.Path(), "/")], store.Options{})
+	st, err := store.Open(filepath.Dir(f.st.Path()), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/diff"
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/store"
 )
@@ -64,7 +65,7 @@ func seededStore(t *testing.T) *store.Store {
 			f := fail[r.Event.ID]
 			r.Attempts, r.LastStatus, r.LastError = f.attempts, f.status, f.msg
 			r.FirstAttemptAt, r.DeadAt = deadAt, deadAt.Add(time.Hour)
-			if err := st.DeadLetter(r); err != nil {
+			if err := st.Settle(r.Sink, store.Settlement{Dead: []store.Record{r}}); err != nil {
 				t.Fatalf("dead-letter %s: %v", r.Event.ID, err)
 			}
 		}
@@ -428,17 +429,16 @@ func TestAdminClientErrors(t *testing.T) {
 func TestAdminBaseURL(t *testing.T) {
 	tests := []struct {
 		addr, want, wantErr string
-		loopback            bool
 	}{
-		{addr: "127.0.0.1:9091", want: "http://127.0.0.1:9091", loopback: true},
-		{addr: "localhost:9091", want: "http://localhost:9091", loopback: true},
-		{addr: "[::1]:9091", want: "http://[::1]:9091", loopback: true},
+		{addr: "127.0.0.1:9091", want: "http://127.0.0.1:9091"},
+		{addr: "localhost:9091", want: "http://localhost:9091"},
+		{addr: "[::1]:9091", want: "http://[::1]:9091"},
 		{addr: ":9091", want: "http://127.0.0.1:9091"},
 		{addr: "0.0.0.0:9091", want: "http://127.0.0.1:9091"},
 		{addr: "[::]:9091", want: "http://[::1]:9091"},
 		{addr: "10.1.2.3:9091", want: "http://10.1.2.3:9091"},
 		{addr: "9091", wantErr: `admin address "9091": expected host:port`},
-		{addr: "127.0.0.1:", wantErr: "expected host:port", loopback: true},
+		{addr: "127.0.0.1:", wantErr: "expected host:port"},
 		{addr: "", wantErr: "expected host:port"},
 	}
 	for _, tc := range tests {
@@ -449,9 +449,6 @@ func TestAdminBaseURL(t *testing.T) {
 			}
 		} else if err != nil || got != tc.want {
 			t.Errorf("AdminBaseURL(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
-		}
-		if lb := server.LoopbackAddr(tc.addr); lb != tc.loopback {
-			t.Errorf("LoopbackAddr(%q) = %v, want %v", tc.addr, lb, tc.loopback)
 		}
 	}
 }
@@ -467,8 +464,8 @@ func TestRedactURLs(t *testing.T) {
 		{"", ""},
 	}
 	for _, tc := range tests {
-		if got := server.RedactURLs(tc.in); got != tc.want {
-			t.Errorf("RedactURLs(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := logging.RedactURLHosts(tc.in); got != tc.want {
+			t.Errorf("RedactURLHosts(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

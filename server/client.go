@@ -160,17 +160,3 @@ func AdminBaseURL(addr string) (string, error) {
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
 }
-
-// LoopbackAddr reports whether a listen address binds to loopback only ("127.0.0.1:9091",
-// "[::1]:9091", "localhost:9091"). An empty host binds every interface: false.
-func LoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/exportbridge/exportbridge/diff"
@@ -32,14 +34,21 @@ func keySeq(k []byte) uint64 {
 	return binary.BigEndian.Uint64(k)
 }
 
-// encodeEntry appends a snapshot entry to buf: varint(At) followed by the status bytes.
+// encodeEntry appends a snapshot entry to buf: varint(At) followed by the status bytes,
+// then, only when the export awaits the confirmation of its removal (Missed > 0) or the
+// status holds a NUL byte, a NUL byte and Missed. Entries written before Missed existed
+// have no NUL (statuses are words) and read as Missed 0: stored snapshots stay valid.
 // bbolt keeps a reference to a value until the transaction commits: never reuse buf.
 func encodeEntry(buf []byte, e diff.Entry) []byte {
 	if buf == nil {
-		buf = make([]byte, 0, binary.MaxVarintLen64+len(e.Status))
+		buf = make([]byte, 0, binary.MaxVarintLen64+len(e.Status)+2)
 	}
 	buf = binary.AppendVarint(buf, e.At)
-	return append(buf, e.Status...)
+	buf = append(buf, e.Status...)
+	if e.Missed > 0 || strings.IndexByte(e.Status, 0) >= 0 {
+		buf = append(buf, 0, e.Missed)
+	}
+	return buf
 }
 
 // decodeEntry reads a snapshot entry. intern maps status bytes to a shared string so
@@ -49,14 +58,23 @@ func decodeEntry(v []byte, intern map[string]string) (diff.Entry, error) {
 	if n <= 0 {
 		return diff.Entry{}, fmt.Errorf("snapshot entry: %w", errCorrupt)
 	}
-	st, ok := intern[string(v[n:])]
+	status := v[n:]
+	var missed uint8
+	if bytes.IndexByte(status, 0) >= 0 {
+		if len(status) < 2 || status[len(status)-2] != 0 {
+			return diff.Entry{}, fmt.Errorf("snapshot entry: missed-listings suffix: %w", errCorrupt)
+		}
+		missed = status[len(status)-1]
+		status = status[:len(status)-2]
+	}
+	st, ok := intern[string(status)]
 	if !ok {
-		st = string(v[n:])
+		st = string(status)
 		if intern != nil {
 			intern[st] = st
 		}
 	}
-	return diff.Entry{Status: st, At: at}, nil
+	return diff.Entry{Status: st, At: at, Missed: missed}, nil
 }
 
 func appendString(buf []byte, s string) []byte {

@@ -367,10 +367,8 @@ func TestWritesAfterCloseFailAndKeepState(t *testing.T) {
 		"CommitCycle": func() error { return s.CommitCycle(cycle(3, "stdout")) },
 		"SavePoll":    func() error { return s.SavePoll(store.PollInfo{OK: false}) },
 		"Enqueue":     func() error { return s.Enqueue("stdout", ev("e", "u")) },
-		"Ack":         func() error { return s.Ack("stdout", 1) },
-		"SaveAttempt": func() error { return s.SaveAttempt(rec) },
-		"DeadLetter":  func() error { return s.DeadLetter(rec) },
 		"Settle":      func() error { return s.Settle("stdout", store.Settlement{Acks: []uint64{1}}) },
+		"SettleDead":  func() error { return s.Settle(rec.Sink, store.Settlement{Dead: []store.Record{rec}}) },
 		"PutMeta":     func() error { return s.PutMeta("slack", "k", []byte("v")) },
 		"DeleteMeta":  func() error { return s.DeleteMeta("slack", "k") },
 		"Replay":      func() error { _, err := s.Replay("", nil, true); return err },
@@ -467,7 +465,7 @@ func TestAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := pending(t, s, "w")
-	if err := s.Ack("w", recs[0].Seq, recs[2].Seq, 9999); err != nil {
+	if err := s.Settle("w", store.Settlement{Acks: []uint64{recs[0].Seq, recs[2].Seq, 9999}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := ids(pending(t, s, "w")); !slices.Equal(got, []string{"e2", "e4"}) {
@@ -477,11 +475,11 @@ func TestAck(t *testing.T) {
 		sink string
 		seqs []uint64
 	}{{"w", nil}, {"w", []uint64{recs[0].Seq}}, {"unknown", []uint64{1}}} {
-		if err := s.Ack(tc.sink, tc.seqs...); err != nil {
+		if err := s.Settle(tc.sink, store.Settlement{Acks: tc.seqs}); err != nil {
 			t.Errorf("Ack(%s, %v) = %v, want nil (idempotent)", tc.sink, tc.seqs, err)
 		}
 	}
-	if err := s.Ack("", 1); err == nil {
+	if err := s.Settle("", store.Settlement{Acks: []uint64{1}}); err == nil {
 		t.Error("Ack with empty sink name succeeded, want error")
 	}
 }
@@ -501,7 +499,7 @@ func TestSaveAttemptPersistsAcrossReopen(t *testing.T) {
 	r.Attempts, r.FirstAttemptAt, r.NextAttemptAt = 4, first, next
 	r.LastError, r.LastStatus = "503 Service Unavailable", 503
 	r.Event.Body = []byte("must not be written") // SaveAttempt keeps the stored event
-	if err := s.SaveAttempt(r); err != nil {
+	if err := s.Settle(r.Sink, store.Settlement{Attempts: []store.Record{r}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -528,8 +526,9 @@ func TestSaveAttemptPersistsAcrossReopen(t *testing.T) {
 		{"unknown seq", store.Record{Sink: "w", Seq: 999}},
 		{"unknown sink", store.Record{Sink: "nope", Seq: 1}},
 	} {
-		if err := s.SaveAttempt(tc.rec); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("SaveAttempt %s: %v, want ErrNotFound", tc.name, err)
+		// A record delivered (acked) meanwhile has nothing to update: skipped, no error.
+		if err := s.Settle(tc.rec.Sink, store.Settlement{Attempts: []store.Record{tc.rec}}); err != nil {
+			t.Errorf("Settle attempt of %s: %v, want it skipped", tc.name, err)
 		}
 	}
 }
@@ -546,7 +545,7 @@ func TestDeadLetterReplayPurge(t *testing.T) {
 		r := pending(t, s, sink)[i]
 		r.Attempts, r.LastError, r.LastStatus = 7, msg, 410
 		r.FirstAttemptAt = time.Now().Add(-time.Hour)
-		if err := s.DeadLetter(r); err != nil {
+		if err := s.Settle(r.Sink, store.Settlement{Dead: []store.Record{r}}); err != nil {
 			t.Fatal(err)
 		}
 		return r
@@ -579,10 +578,10 @@ func TestDeadLetterReplayPurge(t *testing.T) {
 			t.Errorf("DeadLetters(%q) = %d, %v; want %d", tc.sel, len(got), err, tc.want)
 		}
 	}
-	if err := s.DeadLetter(store.Record{Sink: "slack", Seq: 999}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Settle("slack", store.Settlement{Dead: []store.Record{store.Record{Sink: "slack", Seq: 999}}}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("DeadLetter of unknown seq: %v, want ErrNotFound", err)
 	}
-	if err := s.DeadLetter(store.Record{Sink: "nats", Seq: 1}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Settle("nats", store.Settlement{Dead: []store.Record{store.Record{Sink: "nats", Seq: 1}}}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("DeadLetter of unknown sink: %v, want ErrNotFound", err)
 	}
 
@@ -647,7 +646,7 @@ func TestReplayAll(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range pending(t, s, sink) {
-			if err := s.DeadLetter(r); err != nil {
+			if err := s.Settle(r.Sink, store.Settlement{Dead: []store.Record{r}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -783,7 +782,7 @@ func TestStatsAndSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := pending(t, s, "nats")[0]
-	if err := s.DeadLetter(r); err != nil {
+	if err := s.Settle(r.Sink, store.Settlement{Dead: []store.Record{r}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutMeta("slack", "u", []byte("ts")); err != nil {

@@ -13,12 +13,13 @@ import (
 	"github.com/exportbridge/exportbridge/delivery"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
 )
 
 // benchLatency times status change in the simulated API -> event at a loopback webhook
 // receiver, wired like cmd/exportbridge: poller.Run + a dispatcher + the webhook sink.
-func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.Duration) error {
+func benchLatency(ctx context.Context, w io.Writer, changes int, interval, active time.Duration) error {
 	e := newEnv(0) // the API's real default limit, 500/minute, and the real budget
 	defer e.close()
 	e.sim.AddN(1000, plugchoice.StatusReady)
@@ -56,7 +57,7 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 	}))
 	defer recv.Close()
 
-	sink, err := webhook.New(webhook.Options{URL: recv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
+	sink, err := webhook.NewSink(webhook.Options{URL: recv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
 	if err != nil {
 		return fmt.Errorf("webhook sink: %w", err)
 	}
@@ -66,7 +67,8 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 		return err
 	}
 	var d *delivery.Dispatcher
-	rp, st, cleanup, err := newPoller(c, interval, func(event.Event) []string { return []string{sink.Name()} }, func() { d.Notify() })
+	rp, st, cleanup, err := newPollerWith(c, interval, func(event.Event) []string { return []string{sink.Name()} }, func() { d.Notify() },
+		func(o *poller.Options) { o.ActiveInterval = active })
 	if err != nil {
 		return err
 	}
@@ -88,6 +90,10 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 	go func() { defer wg.Done(); _ = d.Run(rctx) }()
 	defer func() { cancel(); wg.Wait() }()
 
+	period := interval // the poll period: exports are always in flight here
+	if active > 0 && active < interval {
+		period = active
+	}
 	reqs0 := c.Requests()
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -96,7 +102,7 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(rng.Int64N(int64(interval) * 6 / 10))):
+		case <-time.After(time.Duration(rng.Int64N(int64(period) * 6 / 10))):
 		}
 		u := inflight[0]
 		inflight = inflight[1:]
@@ -121,7 +127,11 @@ func benchLatency(ctx context.Context, w io.Writer, changes int, interval time.D
 	s := summarize(lat)
 	mu.Unlock()
 	perMin := float64(c.Requests()-reqs0) / elapsed.Minutes()
-	fmt.Fprintf(w, "# detection latency: status change in simapi -> event at a loopback webhook (POLL_INTERVAL %s, %d changes)\n", interval, changes)
+	iv := fmt.Sprintf("POLL_INTERVAL %s", interval)
+	if active > 0 {
+		iv += fmt.Sprintf(", POLL_INTERVAL_ACTIVE %s", active)
+	}
+	fmt.Fprintf(w, "# detection latency: status change in simapi -> event at a loopback webhook (%s, %d changes)\n", iv, changes)
 	fmt.Fprintf(w, "min %s  median %s  p90 %s  p99 %s  max %s\n", ms(s.min), ms(s.median), ms(s.p90), ms(s.p99), ms(s.max))
 	fmt.Fprintf(w, "API requests: %.0f per minute during the run\n", perMin)
 	if len(deliver) > 0 {

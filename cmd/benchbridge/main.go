@@ -6,7 +6,7 @@
 // Usage:
 //
 //	benchbridge requests   [-sizes 1000,10000,100000] [-cycles 20] [-full-cycles 3]
-//	benchbridge latency    [-changes 100] [-interval 1s]
+//	benchbridge latency    [-changes 100] [-interval 1s] [-active 0]
 //	benchbridge throughput [-events 10000] [-runs 3] [-sinks stdout,webhook,nats,jetstream]
 //	benchbridge resources  -bin ./exportbridge [-exports 100000] [-interval 5s] [-window 60s] [-restarts 3]
 //	benchbridge budget     [-exports 10000]
@@ -59,10 +59,11 @@ func run(args []string) error {
 	case "latency":
 		changes := fs.Int("changes", 100, "status changes to time")
 		interval := fs.Duration("interval", time.Second, "POLL_INTERVAL")
+		active := fs.Duration("active", 0, "POLL_INTERVAL_ACTIVE (exports are always in flight here); 0: the interval")
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
-		return benchLatency(ctx, os.Stdout, *changes, *interval)
+		return benchLatency(ctx, os.Stdout, *changes, *interval, *active)
 	case "throughput":
 		events := fs.Int("events", 10_000, "transitions in the burst")
 		runs := fs.Int("runs", 3, "runs per sink")

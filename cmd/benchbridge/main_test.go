@@ -44,6 +44,7 @@ func TestModesSmall(t *testing.T) {
 		{"requests", []string{"requests", "-sizes", "100,300", "-cycles", "3", "-full-cycles", "1"}},
 		{"throughput", []string{"throughput", "-events", "60", "-runs", "1"}},
 		{"latency", []string{"latency", "-changes", "3", "-interval", "200ms"}},
+		{"latency active", []string{"latency", "-changes", "3", "-interval", "1m", "-active", "200ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := run(tc.args); err != nil {

@@ -39,6 +39,11 @@ func (e *env) client(budget *plugchoice.Budget) (*plugchoice.Client, error) {
 // newPoller opens a store in a new temp dir and a poller on it. Every cycle after the
 // first is cheap (no periodic full sync); FullCycle forces a full listing.
 func newPoller(c *plugchoice.Client, interval time.Duration, route func(event.Event) []string, notify func()) (*poller.Poller, *store.Store, func(), error) {
+	return newPollerWith(c, interval, route, notify, nil)
+}
+
+// newPollerWith is newPoller with mod applied to the poller's options.
+func newPollerWith(c *plugchoice.Client, interval time.Duration, route func(event.Event) []string, notify func(), mod func(*poller.Options)) (*poller.Poller, *store.Store, func(), error) {
 	dir, err := os.MkdirTemp("", "benchbridge-store-")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("temp dir: %w", err)
@@ -51,6 +56,9 @@ func newPoller(c *plugchoice.Client, interval time.Duration, route func(event.Ev
 	cleanup := func() { st.Close(); os.RemoveAll(dir) }
 	o := poller.Options{Client: c, Store: st, Source: c.Endpoint(), Interval: interval,
 		FullSyncInterval: 1000 * time.Hour, Logger: quietLogger(), Route: route, Notify: notify}
+	if mod != nil {
+		mod(&o)
+	}
 	p, err := poller.New(o)
 	if err != nil {
 		cleanup()
@@ -69,7 +77,14 @@ func benchRequests(ctx context.Context, w io.Writer, sizes []int, cycles, fullCy
 			return fmt.Errorf("%d exports: %w", n, err)
 		}
 	}
-	return nil
+	fmt.Fprintf(w, "# API requests per cheap cycle with exports in flight (%d cycles per size and scenario)\n", cycles)
+	fmt.Fprintf(w, "%-8s %-16s %8s %8s %8s %8s %10s %8s\n", "exports", "scenario", "median", "min", "max", "cycles", "events", "fulls")
+	for _, n := range sizes {
+		if err := requestsInFlight(ctx, w, n, cycles); err != nil {
+			return fmt.Errorf("%d exports: %w", n, err)
+		}
+	}
+	return requestsPerHour(ctx, w, sizes[len(sizes)-1])
 }
 
 func requestsAt(ctx context.Context, w io.Writer, n, cycles, fullCycles int) error {

@@ -163,7 +163,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 	switch name {
 	case "stdout":
 		return &target{
-			sink: stdout.New(io.Discard), concurrency: 1, close: func() {},
+			sink: stdout.NewSink(io.Discard), concurrency: 1, close: func() {},
 			ceiling: func(_ context.Context, recs []store.Record) error {
 				bw := bufio.NewWriter(io.Discard)
 				for _, r := range recs {
@@ -181,7 +181,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 			w.WriteHeader(http.StatusNoContent)
 		}))
 		key := []byte("benchbridge-throughput-secret!!!")
-		s, err := webhook.New(webhook.Options{URL: srv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
+		s, err := webhook.NewSink(webhook.Options{URL: srv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
 		if err != nil {
 			srv.Close()
 			return nil, err
@@ -235,7 +235,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 				return nil, fmt.Errorf("create stream: %w", err)
 			}
 		}
-		s, err := natssink.New(ctx, natssink.Options{Name: name, URLs: []string{srv.ClientURL()}, JetStream: js, Logger: quietLogger()})
+		s, err := natssink.NewSink(ctx, natssink.Options{Name: name, URLs: []string{srv.ClientURL()}, JetStream: js, Logger: quietLogger()})
 		if err != nil {
 			stopAll()
 			return nil, err

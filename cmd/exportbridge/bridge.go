@@ -23,36 +23,41 @@ import (
 	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/sinks"
-	natssink "github.com/exportbridge/exportbridge/sinks/nats"
-	slacksink "github.com/exportbridge/exportbridge/sinks/slack"
-	"github.com/exportbridge/exportbridge/sinks/stdout"
-	"github.com/exportbridge/exportbridge/sinks/webhook"
+	"github.com/exportbridge/exportbridge/sinks/registry"
+	"github.com/exportbridge/exportbridge/sinks/route"
 	"github.com/exportbridge/exportbridge/store"
 )
 
-// sinkSpec is one enabled sink with its filter and delivery concurrency.
+// sinkSpec is one enabled sink: its validated spec (name, filter, destination) and the
+// sink built from it.
 type sinkSpec struct {
-	sink        sinks.Sink
-	filter      sinks.Filter
-	concurrency int
+	registry.Spec
+	sink sinks.Sink
 }
 
 // loadConfig reads the settings and checks what command needs; problems are exit code 2.
 func loadConfig(command string) (*config.Config, error) {
-	cfg, err := config.Load(nil)
-	if err == nil {
-		err = cfg.Require(command)
-	}
+	cfg, err := config.LoadFor(nil, command)
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("bad settings:\n%w", err)}
 	}
 	return cfg, nil
 }
 
+// loadSettings is loadConfig plus every configured sink, decoded and validated: every
+// problem of the settings and of each sink is reported at once (exit code 2).
+func loadSettings(command string) (*config.Config, []registry.Spec, error) {
+	cfg, specs, err := registry.LoadSettings(nil, command)
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("bad settings:\n%w", err)}
+	}
+	return cfg, specs, nil
+}
+
 // newLogger is the redacting logger; it logs the settings' warnings (unknown
 // EXPORTBRIDGE_* variables, settings of a sink that is not enabled) once.
-func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
-	l := logging.New(stderr, cfg.LogFormat, cfg.LogLevel, cfg.Secrets())
+func newLogger(cfg *config.Config, stderr io.Writer, specs ...registry.Spec) *slog.Logger {
+	l := logging.New(stderr, cfg.LogFormat, cfg.LogLevel, append(cfg.Secrets(), registry.Secrets(specs)...))
 	for _, w := range cfg.Warnings {
 		l.Warn("settings: " + w)
 	}
@@ -84,75 +89,24 @@ func baseQuery(cfg *config.Config) plugchoice.Query {
 	return q
 }
 
-// buildSinks creates every enabled sink. meta is the store (Slack keeps message ids there);
-// it may be nil for send-test/check, where bot mode keeps nothing.
-func buildSinks(ctx context.Context, cfg *config.Config, out io.Writer, meta slacksink.MetaStore, log *slog.Logger, m *metrics.Metrics) ([]sinkSpec, error) {
-	var specs []sinkSpec
+// buildSinks builds every configured sink. meta is the store (Slack keeps message ids
+// there); send-test and check pass an in-memory one.
+func buildSinks(ctx context.Context, specs []registry.Spec, out io.Writer, meta sinks.MetaStore, log *slog.Logger, m *metrics.Metrics) ([]sinkSpec, error) {
+	var built []sinkSpec
 	var errs []error
-	add := func(s sinks.Sink, filter string, conc int) {
-		f, err := sinks.ParseFilter(filter)
+	for _, sp := range specs {
+		s, err := sp.Build(ctx, sinks.Deps{Logger: log, Metrics: m, Meta: meta, Out: out, UserAgent: userAgent()})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("sink %s: %w", s.Name(), err))
-			return
-		}
-		specs = append(specs, sinkSpec{sink: s, filter: f, concurrency: conc})
-	}
-	if cfg.Stdout {
-		add(stdout.New(out), "*", 1)
-	}
-	if len(cfg.NATSURL) > 0 {
-		n, err := natssink.New(ctx, natssink.Options{
-			Name: "nats", URLs: cfg.NATSURL, Prefix: cfg.NATSSubjectPrefix, JetStream: cfg.NATSJetStream,
-			Token: cfg.NATSToken, User: cfg.NATSUser, Password: cfg.NATSPassword, CredsFile: cfg.NATSCreds,
-			NKeyFile: cfg.NATSNKey, CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
-			Logger: log, Metrics: m,
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sink nats: %w", err))
-		} else {
-			add(n, cfg.NATSEvents, 1)
-		}
-	}
-	if cfg.SlackWebhookURL != "" || cfg.SlackToken != "" {
-		s, err := slacksink.New(slacksink.Options{
-			Name: "slack", WebhookURL: cfg.SlackWebhookURL, Token: cfg.SlackToken, Channel: cfg.SlackChannel,
-			APIURL: cfg.SlackAPIURL, Meta: meta, Logger: log,
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sink slack: %w", err))
-		} else {
-			add(s, cfg.SlackEvents, 1)
-		}
-	}
-	for i, u := range cfg.WebhookURLs {
-		name := "webhook"
-		if len(cfg.WebhookURLs) > 1 {
-			name = fmt.Sprintf("webhook-%d", i+1)
-		}
-		w, err := webhook.New(webhook.Options{
-			Name: name, URL: u, Secrets: cfg.WebhookSecrets(), Headers: webhookHeaders(cfg),
-			Timeout: cfg.WebhookTimeout, CAFile: cfg.WebhookCA, Concurrency: cfg.WebhookConcurrency,
-			UserAgent: userAgent(),
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sink %s: %w", name, err))
+			errs = append(errs, err)
 			continue
 		}
-		add(w, cfg.WebhookEvents, cfg.WebhookConcurrency)
+		built = append(built, sinkSpec{Spec: sp, sink: s})
 	}
 	if len(errs) > 0 {
-		closeSinks(specs)
+		closeSinks(built)
 		return nil, errors.Join(errs...)
 	}
-	return specs, nil
-}
-
-func webhookHeaders(cfg *config.Config) [][2]string {
-	var hs [][2]string
-	for _, h := range cfg.WebhookHeaders {
-		hs = append(hs, [2]string{h.Name, h.Value})
-	}
-	return hs
+	return built, nil
 }
 
 func closeSinks(specs []sinkSpec) {
@@ -163,23 +117,19 @@ func closeSinks(specs []sinkSpec) {
 	}
 }
 
-// selectSinks keeps the sinks named by --sink ("webhook" selects every webhook sink).
-func selectSinks(specs []sinkSpec, name string) ([]sinkSpec, error) {
+// selectSpecs keeps the sinks named by --sink ("webhook" selects every webhook sink).
+func selectSpecs(specs []registry.Spec, name string) ([]registry.Spec, error) {
 	if name == "" {
 		return specs, nil
 	}
-	var out []sinkSpec
+	var out []registry.Spec
 	for _, s := range specs {
-		if store.MatchSink(name, s.sink.Name()) {
+		if store.MatchSink(name, s.Name) {
 			out = append(out, s)
 		}
 	}
 	if len(out) == 0 {
-		var names []string
-		for _, s := range specs {
-			names = append(names, s.sink.Name())
-		}
-		return nil, usageErr("--sink %q: no such enabled sink (enabled: %s)", name, strings.Join(names, ", "))
+		return nil, usageErr("--sink %q: no such enabled sink (enabled: %s)", name, strings.Join(registry.Names(specs), ", "))
 	}
 	return out, nil
 }
@@ -197,10 +147,11 @@ type bridge struct {
 	poller  *poller.Poller
 	health  *server.Health
 	closeMu sync.Once
+	orphans map[string]bool // stored sinks reported as orphaned
 }
 
 // openBridge opens the store and builds everything; it starts nothing.
-func openBridge(ctx context.Context, cfg *config.Config, out io.Writer, log *slog.Logger) (*bridge, error) {
+func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, out io.Writer, log *slog.Logger) (*bridge, error) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	st, err := store.Open(cfg.StateDir, store.Options{})
@@ -214,22 +165,23 @@ func openBridge(ctx context.Context, cfg *config.Config, out io.Writer, log *slo
 		st.Close()
 		return nil, &exitError{code: 2, err: err}
 	}
-	if b.specs, err = buildSinks(ctx, cfg, out, st, log, m); err != nil {
+	if b.specs, err = buildSinks(ctx, specs, out, st, log, m); err != nil {
 		st.Close()
 		return nil, err
 	}
 	if len(b.specs) == 0 {
-		log.Warn("no sink enabled: events are stored but go nowhere; set EXPORTBRIDGE_STDOUT, _NATS_URL, _SLACK_*, or _WEBHOOK_URLS")
+		log.Warn(noSinkHint)
 	}
+	b.checkStoredSinks()
 	for _, s := range b.specs {
 		b.disp = append(b.disp, delivery.NewDispatcher(st, delivery.DispatcherOptions{
-			Sink: s.sink, Concurrency: s.concurrency, MaxElapsed: cfg.RetryMaxElapsed,
-			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+			Sink: s.sink, Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
+			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m, Alert: b.alertOptions(s),
 		}))
 	}
 	b.poller, err = poller.New(poller.Options{
 		Client: b.client, Store: st, Query: baseQuery(cfg), Source: source(cfg),
-		Interval: cfg.PollInterval, FullSyncInterval: cfg.FullSyncInterval,
+		Interval: cfg.PollInterval, ActiveInterval: cfg.PollIntervalActive, FullSyncInterval: cfg.FullSyncInterval,
 		EmitExisting: cfg.EmitExisting, EmitRemoved: cfg.EmitRemoved,
 		FailureThreshold: cfg.PollFailureThreshold, Route: b.route, Notify: b.notify,
 		Health: b.health, Logger: log, Metrics: m,
@@ -241,12 +193,24 @@ func openBridge(ctx context.Context, cfg *config.Config, out io.Writer, log *slo
 	return b, nil
 }
 
-// route names the sinks whose filter wants e.
+// noSinkHint is said when no sink is configured.
+const noSinkHint = "no sink enabled: events are stored but go nowhere; set EXPORTBRIDGE_CONFIG_FILE, or EXPORTBRIDGE_STDOUT, _NATS_URL, _SLACK_*, _WEBHOOK_URLS"
+
+// route names the sinks whose filter wants e. A `when` that fails on an event counts as
+// no match, logged once per sink and counted.
 func (b *bridge) route(e event.Event) []string {
 	var names []string
+	in := route.NewInput(e)
 	for _, s := range b.specs {
-		if s.filter.Match(e.Type) {
-			names = append(names, s.sink.Name())
+		ok, _, err := s.Selector.Decide(in)
+		if err != nil {
+			b.m.FilterError(s.Name)
+			s.Selector.ErrOnce(func() {
+				b.log.Warn("sink filter failed on an event; counted as no match (logged once per sink)", "sink", s.Name, "event_id", e.ID, "error", err)
+			})
+		}
+		if ok {
+			names = append(names, s.Name)
 		}
 	}
 	return names
@@ -289,7 +253,8 @@ func (b *bridge) serve(ctx context.Context) (wait func(), err error) {
 	o := server.Options{
 		Health: b.health, Registry: b.reg, Admin: b.st, AdminToken: b.cfg.AdminToken,
 		AdminRequireToken: !b.cfg.AdminIsLoopback() || b.cfg.AdminToken != "",
-		OnReplay:          b.notify, Logger: b.log,
+		OnReplay:          b.notify, Logger: b.log, Configured: b.sinkNames(),
+		Status: b.statusPage(),
 	}
 	start := func(addr, what string, h http.Handler) error {
 		if addr == "" {
@@ -330,7 +295,7 @@ func (b *bridge) queued() int {
 func (b *bridge) sinkNames() []string {
 	var names []string
 	for _, s := range b.specs {
-		names = append(names, s.sink.Name())
+		names = append(names, s.Name)
 	}
 	return names
 }

@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/exportbridge/exportbridge/config"
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/sinks/registry"
+	"github.com/exportbridge/exportbridge/sinks/route"
 )
 
 // cmdCheck validates settings, makes one API request and reaches every sink without
@@ -21,14 +27,29 @@ import (
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", "check", stderr)
 	timeout := fs.Duration("timeout", 20*time.Second, "how long each check may take")
+	eventFile := fs.String("event", "", "a CloudEvent or export object (JSON file): say which sinks would receive it, and why the others would not; nothing is checked or sent")
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("check")
+	command := "check"
+	if *eventFile != "" {
+		command = "check --event" // needs no API token
+	}
+	cfg, specs, err := loadSettings(command)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg, stderr, specs...)
+	if err := printSinkTable(stdout, specs); err != nil {
+		return err
+	}
+	if *eventFile != "" {
+		return checkEvent(stdout, cfg, specs, *eventFile)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning: "+w)
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "COMPONENT\tSTATUS\tDETAIL")
 	failed := 0
@@ -59,15 +80,15 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		row("plugchoice api", err, detail)
 	}
 
-	specs, err := buildSinks(ctx, cfg, io.Discard, &memMeta{}, log, metrics.New(nil))
+	built, err := buildSinks(ctx, specs, io.Discard, &memMeta{}, log, metrics.New(nil))
 	if err != nil {
 		row("sinks", err, "")
 	}
-	defer closeSinks(specs)
-	if len(specs) == 0 && err == nil {
-		fmt.Fprintln(tw, "sinks\twarning\tno sink enabled (EXPORTBRIDGE_STDOUT, _NATS_URL, _SLACK_*, _WEBHOOK_URLS)")
+	defer closeSinks(built)
+	if len(built) == 0 && err == nil {
+		fmt.Fprintln(tw, "sinks\twarning\t"+noSinkHint)
 	}
-	for _, s := range specs {
+	for _, s := range built {
 		c, ok := s.sink.(sinks.Checker)
 		if !ok {
 			row(s.sink.Name(), nil, "nothing to check")
@@ -111,22 +132,23 @@ func cmdSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("send-test")
+	cfg, all, err := loadSettings("send-test")
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	specs, err := buildSinks(ctx, cfg, stdout, &memMeta{}, log, metrics.New(nil))
+	log := newLogger(cfg, stderr, all...)
+	if len(all) == 0 {
+		return usageErr("%s", noSinkHint)
+	}
+	all, err = selectSpecs(all, *sinkName)
+	if err != nil {
+		return err
+	}
+	specs, err := buildSinks(ctx, all, stdout, &memMeta{}, log, metrics.New(nil))
 	if err != nil {
 		return err
 	}
 	defer closeSinks(specs)
-	if len(specs) == 0 {
-		return usageErr("no sink enabled: set EXPORTBRIDGE_STDOUT, _NATS_URL, _SLACK_*, or _WEBHOOK_URLS")
-	}
-	if specs, err = selectSinks(specs, *sinkName); err != nil {
-		return err
-	}
 	ev, err := sampleEvent(source(cfg), time.Now())
 	if err != nil {
 		return err
@@ -208,4 +230,75 @@ func (m *memMeta) PutMeta(sink, key string, v []byte) error {
 	}
 	m.m[sink+"\x00"+key] = v
 	return nil
+}
+
+// printSinkTable prints the configured sinks: name, kind, destination (secrets and
+// queries stripped) and filter.
+func printSinkTable(w io.Writer, specs []registry.Spec) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tKIND\tDESTINATION\tFILTER")
+	for _, s := range specs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Kind, oneLine(s.Destination), oneLine(s.Selector.String()))
+	}
+	if len(specs) == 0 {
+		fmt.Fprintln(tw, "(none)\t\t\t")
+	}
+	return tw.Flush()
+}
+
+// checkEvent says, for each sink, whether it would receive the event in file (a
+// CloudEvent as the bridge sends it, or an export object as the API returns it).
+func checkEvent(w io.Writer, cfg *config.Config, specs []registry.Spec, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return usageErr("--event: %v", err)
+	}
+	ev, err := eventFromFile(data, source(cfg), time.Now())
+	if err != nil {
+		return usageErr("--event %s: %v", file, err)
+	}
+	fmt.Fprintf(w, "\nevent %s (%s, export %s):\n", ev.ID, ev.Type, ev.Subject)
+	in := route.NewInput(ev)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tRECEIVES\tWHY NOT")
+	for _, s := range specs {
+		ok, reason, _ := s.Selector.Decide(in)
+		if ok {
+			fmt.Fprintf(tw, "%s\tyes\t\n", s.Name)
+		} else {
+			fmt.Fprintf(tw, "%s\tno\t%s\n", s.Name, oneLine(reason))
+		}
+	}
+	return tw.Flush()
+}
+
+// eventFromFile decodes a CloudEvent (it has specversion) or an export object.
+func eventFromFile(data []byte, src string, now time.Time) (event.Event, error) {
+	var probe struct {
+		SpecVersion string `json:"specversion"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return event.Event{}, fmt.Errorf("not JSON: %w (expected a CloudEvent or an export object)", err)
+	}
+	if probe.SpecVersion != "" {
+		ce, err := event.Decode(data)
+		if err != nil {
+			return event.Event{}, err
+		}
+		short := strings.TrimPrefix(ce.Type, event.TypePrefix)
+		status := short[strings.LastIndex(short, ".")+1:]
+		exportType := ""
+		if _, exp, err := event.ExportOf(ce); err == nil && exp != nil {
+			exportType = exp.Type
+		}
+		return event.Event{ID: ce.ID, Type: short, Subject: ce.Subject, Status: status, ExportType: exportType, Body: data}, nil
+	}
+	var exp plugchoice.Export
+	if err := json.Unmarshal(data, &exp); err != nil {
+		return event.Event{}, fmt.Errorf("not an export object: %w", err)
+	}
+	if exp.UUID == "" || exp.Status == "" {
+		return event.Event{}, fmt.Errorf("the export object has no uuid or status (expected an element of the API's data list, or a CloudEvent)")
+	}
+	return event.NewExport(src, "", &exp, now)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/config"
 	"github.com/exportbridge/exportbridge/server"
+	"github.com/exportbridge/exportbridge/sinks/registry"
 	"github.com/exportbridge/exportbridge/store"
 )
 
@@ -23,6 +25,8 @@ type admin interface {
 	DeadLetters(ctx context.Context, sink string) ([]server.DeadLetter, error)
 	Replay(ctx context.Context, sink string, ids []string, all bool) (int, error)
 	Purge(ctx context.Context, sink string, ids []string, all bool) (int, error)
+	MoveQueue(ctx context.Context, from, to string) (queued, dead int, err error)
+	DropQueue(ctx context.Context, sink string) (queued, dead int, err error)
 }
 
 // localAdmin works on a store no bridge holds.
@@ -56,10 +60,18 @@ func (a localAdmin) Purge(_ context.Context, sink string, ids []string, all bool
 	return a.st.Purge(sink, ids, all)
 }
 
+func (a localAdmin) MoveQueue(_ context.Context, from, to string) (int, int, error) {
+	return a.st.MoveQueue(from, to)
+}
+
+func (a localAdmin) DropQueue(_ context.Context, sink string) (int, int, error) {
+	return a.st.DropQueue(sink)
+}
+
 // openAdmin opens the store directly, or, when a running bridge holds it, talks to that
 // bridge's admin endpoint.
 func openAdmin(cfg *config.Config) (admin, func(), error) {
-	st, err := store.Open(cfg.StateDir, store.Options{})
+	st, err := store.Open(cfg.StateDir, store.Options{MustExist: true})
 	if err == nil {
 		return localAdmin{st}, func() { st.Close() }, nil
 	}
@@ -82,7 +94,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("state")
+	cfg, configured, err := configuredSinks("state")
 	if err != nil {
 		return err
 	}
@@ -94,6 +106,9 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	s, err := a.State(ctx)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
+	}
+	if len(s.Configured) == 0 {
+		s.Configured = configured // read from the store directly: the settings say
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -124,12 +139,35 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
+	for _, n := range s.Configured {
+		if !names[n] {
+			sorted = append(sorted, n)
+		}
+	}
+	sort.Strings(sorted)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SINK\tQUEUED\tDEAD LETTERS")
+	fmt.Fprintln(tw, "SINK\tQUEUED\tDEAD LETTERS\tCONFIGURED")
 	for _, n := range sorted {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", n, s.Outbox[n], s.DeadLetters[n])
+		conf := "yes"
+		switch {
+		case len(s.Configured) == 0:
+			conf = "?"
+		case !slices.Contains(s.Configured, n):
+			conf = "NO: see exportbridge queue move/drop"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", n, s.Outbox[n], s.DeadLetters[n], conf)
 	}
 	return tw.Flush()
+}
+
+// configuredSinks loads the settings and names the configured sinks. When the sinks'
+// settings do not validate, the names are unknown (nil) and the command still runs.
+func configuredSinks(command string) (*config.Config, []string, error) {
+	if cfg, specs, err := registry.LoadSettings(nil, command); err == nil {
+		return cfg, registry.Names(specs), nil
+	}
+	cfg, err := loadConfig(command)
+	return cfg, nil, err
 }
 
 func fullWord(full bool) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slack-go/slack/slacktest"
 
+	"github.com/exportbridge/exportbridge/store"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
@@ -23,9 +24,8 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(8, "processing")
 	dead, good := newHook(t), newHook(t)
-	timed := newGate(t, good) // records each delivery's delay since detection
 	release := make(chan struct{})
-	dead.setDelay(func() time.Duration {
+	dead.SetDelay(func() time.Duration {
 		select {
 		case <-release:
 		case <-time.After(time.Minute):
@@ -40,7 +40,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 		}
 	})
 	env := baseEnv(apiURL, t.TempDir())
-	env["EXPORTBRIDGE_WEBHOOK_URLS"] = dead.URL + "," + timed.URL
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = dead.URL + "," + good.URL
 	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = dead.Secret + "," + good.Secret
 	env["EXPORTBRIDGE_WEBHOOK_TIMEOUT"] = "2s"
 	env["EXPORTBRIDGE_STDOUT"] = "true"
@@ -59,7 +59,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 	if n := len(dead.deliveries()); n != 0 {
 		t.Fatalf("the hanging endpoint delivered %d events", n)
 	}
-	delays := timed.delays()
+	delays := delaysSinceDetection(good.deliveries())
 	if len(delays) < len(wants) {
 		t.Fatalf("%d delivery delays recorded at the healthy endpoint, want %d", len(delays), len(wants))
 	}
@@ -119,7 +119,13 @@ func grepLines(s, sub string) string {
 
 // TestStateJSON: `state --json` prints the store statistics as one JSON document.
 func TestStateJSON(t *testing.T) {
-	stdout, stderr, code := run(t, map[string]string{"EXPORTBRIDGE_STATE_DIR": t.TempDir()}, 30*time.Second, "state", "--json")
+	dir := t.TempDir()
+	db, err := store.Open(dir, store.Options{}) // state reads a store; it never makes one
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	stdout, stderr, code := run(t, map[string]string{"EXPORTBRIDGE_STATE_DIR": dir}, 30*time.Second, "state", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

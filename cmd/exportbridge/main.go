@@ -41,18 +41,23 @@ Usage: exportbridge [command] [flags]
 Commands:
   run            poll forever and deliver (default)
   once           one poll cycle, then drain every outbox (--timeout, default 60s)
-  check          validate settings, reach the API and every sink, print a table
+  check          validate settings, print the sinks, reach the API and every sink
+                 [--event FILE: which sinks would receive that event, and why not]
   send-test      send a sample event through the enabled sinks [--sink NAME]
   dlq list       list dead letters [--sink NAME]
   dlq replay     move dead letters back to their outbox [ID...|--all] [--sink NAME]
   dlq purge      delete dead letters [ID...|--all] [--sink NAME]
   state          print store statistics
+  queue move     re-home the events of a renamed sink --from OLD --to NEW
+  queue drop     delete the events of a removed sink --sink OLD
   demo           run against an embedded simulated API, NATS and webhook receiver [--duration D]
+  template render  print the headers and body a sink would send, sending nothing
+                 --sink NAME [--event TYPE] [--export FILE]
   version        print version, commit, Go version
   healthcheck    GET /healthz on EXPORTBRIDGE_LISTEN_ADDR; exit 0 or 1
 
-Settings come from EXPORTBRIDGE_* environment variables; see the README or
-'exportbridge run --help'.
+Settings come from EXPORTBRIDGE_* environment variables, and sinks from them or from
+the file in EXPORTBRIDGE_CONFIG_FILE; see the README or 'exportbridge run --help'.
 `
 
 func main() {
@@ -100,10 +105,14 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdSendTest(ctx, args, stdout, stderr)
 	case "dlq":
 		return cmdDLQ(ctx, args, stdout, stderr)
+	case "queue":
+		return cmdQueue(ctx, args, stdout, stderr)
 	case "state":
 		return cmdState(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "template":
+		return cmdTemplate(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "exportbridge %s\ncommit %s\n%s\n", version, buildCommit(), runtime.Version())
 		return nil

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/sinks/registry"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -19,25 +22,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("run")
+	cfg, specs, err := loadSettings("run")
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	return runBridge(ctx, cfg, stdout, log)
+	log := newLogger(cfg, stderr, specs...)
+	return runBridge(ctx, cfg, specs, stdout, log)
 }
 
 // runBridge runs a bridge until ctx is done: SIGTERM stops polling, lets in-flight
 // deliveries finish for up to SHUTDOWN_TIMEOUT, leaves the rest queued, closes the store.
-func runBridge(ctx context.Context, cfg *config.Config, stdout io.Writer, l *slog.Logger, opts ...func(*bridge)) error {
-	b, err := openBridge(ctx, cfg, stdout, l)
+func runBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, stdout io.Writer, l *slog.Logger) error {
+	b, err := openBridge(ctx, cfg, specs, stdout, l)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	for _, o := range opts {
-		o(b)
-	}
 	l.Info("exportbridge started", "version", version, "state_dir", cfg.StateDir, "sinks", b.sinkNames(),
 		"tracked", b.poller.Tracked(), "poll_interval", cfg.PollInterval.String())
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
@@ -48,7 +48,12 @@ func runBridge(ctx context.Context, cfg *config.Config, stdout io.Writer, l *slo
 		return err
 	}
 	waitDisp := b.startDispatchers(ctx)
+	orphCtx, stopOrph := context.WithCancel(ctx)
+	orphDone := make(chan struct{})
+	go func() { defer close(orphDone); b.watchOrphans(orphCtx) }()
 	_ = b.poller.Run(ctx)
+	stopOrph()
+	<-orphDone
 	l.Info("stopping: polling stopped, waiting for in-flight deliveries", "grace", cfg.ShutdownTimeout.String())
 	waitDisp()
 	stopSrv()
@@ -63,12 +68,12 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return usageFlagErr(err)
 	}
-	cfg, err := loadConfig("once")
+	cfg, specs, err := loadSettings("once")
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	b, err := openBridge(ctx, cfg, stdout, log)
+	log := newLogger(cfg, stderr, specs...)
+	b, err := openBridge(ctx, cfg, specs, stdout, log)
 	if err != nil {
 		return err
 	}
@@ -93,8 +98,8 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	queued, dead := 0, 0
 	for _, s := range b.specs {
-		queued += st.Outbox[s.sink.Name()]
-		dead += st.DeadLetters[s.sink.Name()]
+		queued += st.Outbox[s.Name]
+		dead += st.DeadLetters[s.Name]
 	}
 	if queued > 0 || dead > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d events still queued, %d dead-lettered (see 'exportbridge dlq list')", queued, dead)}
@@ -103,10 +108,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func usageFlagErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if err.Error() == "flag: help requested" {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return err
 	}
 	return &exitError{code: 2, err: fmt.Errorf("")}

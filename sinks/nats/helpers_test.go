@@ -83,7 +83,7 @@ func newSink(t testing.TB, o bnats.Options) *bnats.Sink {
 	if o.Logger == nil {
 		o.Logger = quiet
 	}
-	s, err := bnats.New(context.Background(), o)
+	s, err := bnats.NewSink(context.Background(), o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -36,8 +36,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Defaults.
@@ -69,20 +71,26 @@ type Options struct {
 	Prefix    string   // subject prefix; default "plugchoice.exports"
 	JetStream bool     // publish to JetStream and wait for the stream's ack
 
-	Token     string // EXPORTBRIDGE_NATS_TOKEN
-	User      string // EXPORTBRIDGE_NATS_USER
-	Password  string // EXPORTBRIDGE_NATS_PASSWORD
-	CredsFile string // EXPORTBRIDGE_NATS_CREDS: user JWT + seed (.creds)
-	NKeyFile  string // EXPORTBRIDGE_NATS_NKEY: NKey user seed file
-	CAFile    string // EXPORTBRIDGE_NATS_CA: CA to verify the server
-	CertFile  string // EXPORTBRIDGE_NATS_CERT: client certificate (with KeyFile)
-	KeyFile   string // EXPORTBRIDGE_NATS_KEY
+	Token     string // {token}
+	User      string // {user}
+	Password  string // {password}
+	CredsFile string // {creds}: user JWT + seed (.creds)
+	NKeyFile  string // {nkey}: NKey user seed file
+	CAFile    string // {ca}: CA to verify the server
+	CertFile  string // {cert}: client certificate (with KeyFile)
+	KeyFile   string // {key}
 
 	FlushTimeout   time.Duration // one publish's flush (core) or ack (JetStream); default 5s
 	ConnectTimeout time.Duration // one connection attempt, and the stream check; default 5s
 
 	Logger  *slog.Logger     // default slog.Default()
 	Metrics *metrics.Metrics // nil records nothing
+	// Setting names a setting (url, token, creds, ...) the way the user wrote it, for
+	// messages; nil: "nats.<key>".
+	Setting func(key string) string
+	// Payload, when set, is published instead of the CloudEvent (the `body` or
+	// `body_text` template), with the CloudEvent attributes in ce-* headers.
+	Payload *template.Payload
 }
 
 // Sink publishes events to NATS. It is safe for concurrent use.
@@ -105,6 +113,9 @@ type Sink struct {
 	permErr  error  // last publish permission violation acted upon
 	closed   bool
 	wake     func() // set by the dispatcher (sinks.Waker); called on every (re)connect
+
+	names   *strings.Replacer // {token} and friends -> the user's spelling
+	payload *template.Payload
 }
 
 var (
@@ -122,11 +133,22 @@ func (s *Sink) OnRecover(wake func()) {
 	s.mu.Unlock()
 }
 
-// New validates o and connects. It returns a permanent error (sinks.IsPermanent) for bad
+// NewSink validates o and connects. It returns a permanent error (sinks.IsPermanent) for bad
 // options, authorization or TLS failures, and (JetStream) when no stream captures the
 // subjects; when the server is only unreachable it returns a Sink that keeps connecting
 // in the background (see the package documentation). ctx bounds the start-up checks.
-func New(ctx context.Context, o Options) (*Sink, error) {
+func NewSink(ctx context.Context, o Options) (*Sink, error) {
+	names := settingNames(o.Setting)
+	s, err := newSink(ctx, o, names)
+	return s, sinks.RenameSettings(err, names)
+}
+
+func settingNames(setting func(string) string) *strings.Replacer {
+	return sinks.SettingNames(setting, Kind, "url", "subject_prefix", "jetstream", "creds", "nkey", "token",
+		"user", "password", "ca", "cert", "key")
+}
+
+func newSink(ctx context.Context, o Options, names *strings.Replacer) (*Sink, error) {
 	o, err := withDefaults(o)
 	if err != nil {
 		return nil, sinks.Permanent(err)
@@ -139,6 +161,8 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 		urls:    redactURLs(o.URLs),
 		log:     o.Logger.With("sink", o.Name),
 		metrics: o.Metrics,
+		names:   names,
+		payload: o.Payload,
 	}
 	opts, err := s.natsOptions(o)
 	if err != nil {
@@ -167,7 +191,9 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	s.nc = nc
 	if o.JetStream {
-		js, err := jetstream.New(nc)
+		// Bounded async acks (DeliverBatch): a publish whose ack never comes (the
+		// connection dropped) is failed and forgotten instead of stalling later batches.
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(s.flushTO))
 		if err != nil {
 			_ = s.Close()
 			return nil, sinks.Permanent(fmt.Errorf("nats: jetstream: %w", err))
@@ -213,15 +239,15 @@ func withDefaults(o Options) (Options, error) {
 	}
 	var errs []error
 	if len(o.URLs) == 0 {
-		errs = append(errs, errors.New("nats: no server URL (set EXPORTBRIDGE_NATS_URL, e.g. nats://127.0.0.1:4222)"))
+		errs = append(errs, errors.New("nats: no server URL (set {url}, e.g. nats://127.0.0.1:4222)"))
 	}
 	for _, u := range o.URLs {
 		if err := validateURL(u); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("nats: {url}: %w", err))
 		}
 	}
 	if err := ValidatePrefix(o.Prefix); err != nil {
-		errs = append(errs, fmt.Errorf("nats: EXPORTBRIDGE_NATS_SUBJECT_PREFIX: %w", err))
+		errs = append(errs, fmt.Errorf("nats: {subject_prefix}: %w", err))
 	}
 	if o.FlushTimeout < 0 {
 		errs = append(errs, fmt.Errorf("nats: flush timeout %s is negative (expected a positive duration such as 5s)", o.FlushTimeout))
@@ -236,23 +262,23 @@ func withDefaults(o Options) (Options, error) {
 		}
 	}
 	if methods > 1 {
-		errs = append(errs, errors.New("nats: more than one authentication method set (expected only one of EXPORTBRIDGE_NATS_TOKEN, EXPORTBRIDGE_NATS_USER/PASSWORD, EXPORTBRIDGE_NATS_CREDS, EXPORTBRIDGE_NATS_NKEY)"))
+		errs = append(errs, errors.New("nats: more than one authentication method set (expected only one of {token}, {user}/{password}, {creds}, {nkey})"))
 	}
 	if o.Password != "" && o.User == "" {
-		errs = append(errs, errors.New("nats: EXPORTBRIDGE_NATS_PASSWORD is set but EXPORTBRIDGE_NATS_USER is empty (expected both)"))
+		errs = append(errs, errors.New("nats: {password} is set but {user} is empty (expected both)"))
 	}
 	if o.User != "" && o.Password == "" {
-		errs = append(errs, errors.New("nats: EXPORTBRIDGE_NATS_USER is set but EXPORTBRIDGE_NATS_PASSWORD is empty (expected both)"))
+		errs = append(errs, errors.New("nats: {user} is set but {password} is empty (expected both)"))
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
-		errs = append(errs, errors.New("nats: EXPORTBRIDGE_NATS_CERT and EXPORTBRIDGE_NATS_KEY must be set together (client certificate and its private key)"))
+		errs = append(errs, errors.New("nats: {cert} and {key} must be set together (client certificate and its private key)"))
 	}
 	return o, errors.Join(errs...)
 }
 
 func validateURL(raw string) error {
 	if strings.TrimSpace(raw) == "" {
-		return errors.New("nats: empty server URL in EXPORTBRIDGE_NATS_URL (expected nats://host:port)")
+		return errors.New("empty server URL (expected nats://host:port)")
 	}
 	s := raw
 	if !strings.Contains(s, "://") {
@@ -261,15 +287,15 @@ func validateURL(raw string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		// url's error quotes the input, which may hold credentials: do not wrap it.
-		return fmt.Errorf("nats: server URL %s in EXPORTBRIDGE_NATS_URL is not a valid URL (expected nats://host:port)", redactURL(raw))
+		return fmt.Errorf("server URL %s is not a valid URL (expected nats://host:port or host:port)", redactURL(raw))
 	}
 	switch u.Scheme {
 	case "nats", "tls", "ws", "wss":
 	default:
-		return fmt.Errorf("nats: server URL %s in EXPORTBRIDGE_NATS_URL has scheme %q (expected nats://, tls://, ws:// or wss://)", redactURL(raw), u.Scheme)
+		return fmt.Errorf("server URL %s has scheme %q (expected nats://, tls://, ws:// or wss://)", redactURL(raw), u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return fmt.Errorf("nats: server URL %s in EXPORTBRIDGE_NATS_URL has no host (expected nats://host:port)", redactURL(raw))
+		return fmt.Errorf("server URL %s has no host (expected nats://host:port)", redactURL(raw))
 	}
 	return nil
 }
@@ -344,42 +370,42 @@ func (s *Sink) natsOptions(o Options) (natsgo.Options, error) {
 		return nil
 	}
 	if o.CredsFile != "" {
-		if err := readableFile("EXPORTBRIDGE_NATS_CREDS", o.CredsFile, "a .creds file with a user JWT and seed"); err != nil {
+		if err := readableFile("{creds}", o.CredsFile, "a .creds file with a user JWT and seed"); err != nil {
 			return opts, err
 		}
-		if err := apply("EXPORTBRIDGE_NATS_CREDS", natsgo.UserCredentials(o.CredsFile)); err != nil {
+		if err := apply("{creds}", natsgo.UserCredentials(o.CredsFile)); err != nil {
 			return opts, err
 		}
 	}
 	if o.NKeyFile != "" {
-		if err := readableFile("EXPORTBRIDGE_NATS_NKEY", o.NKeyFile, "a file holding an NKey user seed (SU...)"); err != nil {
+		if err := readableFile("{nkey}", o.NKeyFile, "a file holding an NKey user seed (SU...)"); err != nil {
 			return opts, err
 		}
 		opt, err := natsgo.NkeyOptionFromSeed(o.NKeyFile)
 		if err != nil {
-			return opts, fmt.Errorf("nats: EXPORTBRIDGE_NATS_NKEY file %s: %w (expected an NKey user seed, SU...)", o.NKeyFile, err)
+			return opts, fmt.Errorf("nats: {nkey} file %s: %w (expected an NKey user seed, SU...)", o.NKeyFile, err)
 		}
-		if err := apply("EXPORTBRIDGE_NATS_NKEY", opt); err != nil {
+		if err := apply("{nkey}", opt); err != nil {
 			return opts, err
 		}
 	}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return opts, fmt.Errorf("nats: EXPORTBRIDGE_NATS_CA: read %s: %w", o.CAFile, err)
+			return opts, fmt.Errorf("nats: {ca}: read %s: %w", o.CAFile, err)
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return opts, fmt.Errorf("nats: EXPORTBRIDGE_NATS_CA file %s holds no PEM certificate (expected a CA certificate in PEM)", o.CAFile)
+			return opts, fmt.Errorf("nats: {ca} file %s holds no PEM certificate (expected a CA certificate in PEM)", o.CAFile)
 		}
-		if err := apply("EXPORTBRIDGE_NATS_CA", natsgo.RootCAs(o.CAFile)); err != nil {
+		if err := apply("{ca}", natsgo.RootCAs(o.CAFile)); err != nil {
 			return opts, err
 		}
 	}
 	if o.CertFile != "" {
 		if _, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile); err != nil {
-			return opts, fmt.Errorf("nats: EXPORTBRIDGE_NATS_CERT/EXPORTBRIDGE_NATS_KEY (%s, %s): %w (expected a PEM certificate and its private key)", o.CertFile, o.KeyFile, err)
+			return opts, fmt.Errorf("nats: {cert}/{key} (%s, %s): %w (expected a PEM certificate and its private key)", o.CertFile, o.KeyFile, err)
 		}
-		if err := apply("EXPORTBRIDGE_NATS_CERT", natsgo.ClientCert(o.CertFile, o.KeyFile)); err != nil {
+		if err := apply("{cert}", natsgo.ClientCert(o.CertFile, o.KeyFile)); err != nil {
 			return opts, err
 		}
 	}
@@ -442,15 +468,15 @@ func connectError(o Options, urls string, err error) error {
 	var hint string
 	switch {
 	case o.Token != "":
-		hint = "check EXPORTBRIDGE_NATS_TOKEN"
+		hint = "check {token}"
 	case o.User != "":
-		hint = "check EXPORTBRIDGE_NATS_USER/PASSWORD"
+		hint = "check {user}/{password}"
 	case o.CredsFile != "":
-		hint = "check the credentials file in EXPORTBRIDGE_NATS_CREDS"
+		hint = "check the credentials file in {creds}"
 	case o.NKeyFile != "":
-		hint = "check the seed file in EXPORTBRIDGE_NATS_NKEY"
+		hint = "check the seed file in {nkey}"
 	default:
-		hint = "the server requires authentication: set EXPORTBRIDGE_NATS_TOKEN, EXPORTBRIDGE_NATS_USER/PASSWORD, EXPORTBRIDGE_NATS_CREDS or EXPORTBRIDGE_NATS_NKEY"
+		hint = "the server requires authentication: set {token}, {user}/{password}, {creds} or {nkey}"
 	}
 	var cve *tls.CertificateVerificationError
 	var uae x509.UnknownAuthorityError
@@ -462,16 +488,16 @@ func connectError(o Options, urls string, err error) error {
 	case errors.Is(err, natsgo.ErrAuthExpired), errors.Is(err, natsgo.ErrAuthRevoked), errors.Is(err, natsgo.ErrAccountAuthExpired):
 		return fmt.Errorf("nats: credentials rejected by %s: %s (%w)", urls, hint, err)
 	case errors.As(err, &cve), errors.As(err, &uae), errors.As(err, &hne):
-		return fmt.Errorf("nats: TLS: cannot verify the server certificate of %s: check EXPORTBRIDGE_NATS_CA (%w)", urls, err)
+		return fmt.Errorf("nats: TLS: cannot verify the server certificate of %s: check {ca} (%w)", urls, err)
 	case errors.As(err, &op) && op.Op == "remote error",
 		errors.Is(err, natsgo.ErrTLS) && (errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)):
-		return fmt.Errorf("nats: TLS: %s refused the handshake: check EXPORTBRIDGE_NATS_CERT/KEY (client certificate) (%w)", urls, err)
+		return fmt.Errorf("nats: TLS: %s refused the handshake: check {cert}/{key} (client certificate) (%w)", urls, err)
 	case errors.Is(err, natsgo.ErrTLS):
-		return fmt.Errorf("nats: TLS handshake with %s failed: check EXPORTBRIDGE_NATS_CA and EXPORTBRIDGE_NATS_CERT/KEY (%w)", urls, err)
+		return fmt.Errorf("nats: TLS handshake with %s failed: check {ca} and {cert}/{key} (%w)", urls, err)
 	case errors.Is(err, natsgo.ErrSecureConnWanted):
 		return fmt.Errorf("nats: TLS is configured but %s does not offer it: use a plain nats:// server or remove the TLS settings (%w)", urls, err)
 	case errors.Is(err, natsgo.ErrSecureConnRequired), errors.Is(err, natsgo.ErrClientCertOrRootCAsRequired):
-		return fmt.Errorf("nats: %s requires TLS: set EXPORTBRIDGE_NATS_CA and/or EXPORTBRIDGE_NATS_CERT/KEY (%w)", urls, err)
+		return fmt.Errorf("nats: %s requires TLS: set {ca} and/or {cert}/{key} (%w)", urls, err)
 	case o.CredsFile != "" || o.NKeyFile != "":
 		return fmt.Errorf("nats: connect to %s: %w (%s)", urls, err, hint)
 	default:
@@ -479,26 +505,16 @@ func connectError(o Options, urls string, err error) error {
 	}
 }
 
-// redactURL hides any user info (user:password or a token) in a server URL.
-func redactURL(raw string) string {
-	s := raw
-	scheme := ""
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, s = s[:i+3], s[i+3:]
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		s = "redacted@" + s[at+1:]
-	}
-	return scheme + s
-}
-
+// redactURLs renders the server list for messages, without credentials.
 func redactURLs(urls []string) string {
 	r := make([]string, len(urls))
 	for i, u := range urls {
-		r[i] = redactURL(strings.TrimSpace(u))
+		r[i] = redactURL(u)
 	}
 	return strings.Join(r, ",")
 }
+
+func redactURL(u string) string { return logging.SafeURL(u, false) }
 
 // setState records and logs a connection state change, once per change. detail is the
 // (redacted) server URL when up, the reason when down.
@@ -582,10 +598,9 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	if !s.nc.IsConnected() {
 		return fmt.Errorf("nats: publish %s to %s: not connected to %s (status %s); will retry", e.ID, subj, s.urls, s.nc.Status())
 	}
-	msg := &natsgo.Msg{
-		Subject: subj,
-		Data:    e.Body,
-		Header:  natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}},
+	msg, err := s.message(e, subj)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.flushTO)
 	defer cancel()
@@ -614,6 +629,26 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 		return s.classify(e, subj, denied)
 	}
 	return nil
+}
+
+// message is what a publish of e sends: the CloudEvent, or the rendered template with
+// the CloudEvent attributes in ce-* headers (binary mode). Nats-Msg-Id stays the event
+// id either way, so JetStream removes re-sends. A template that cannot render this event
+// is a permanent error.
+func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
+	if s.payload == nil {
+		return &natsgo.Msg{Subject: subj, Data: e.Body,
+			Header: natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}}}, nil
+	}
+	body, ce, err := s.payload.Render(e)
+	if err != nil {
+		return nil, sinks.Permanent(fmt.Errorf("nats: event %s: template %w", e.ID, err))
+	}
+	h := natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {s.payload.ContentType()}}
+	for _, kv := range ce {
+		h[kv[0]] = []string{kv[1]}
+	}
+	return &natsgo.Msg{Subject: subj, Data: body, Header: h}, nil
 }
 
 // publishDenied returns the server's permission violation for publishing on subj, if
@@ -662,6 +697,11 @@ func (s *Sink) classify(e event.Event, subj string, err error) error {
 // Check reports the connected server and, in JetStream mode, the stream that captures
 // the sink's subjects. It sends no message.
 func (s *Sink) Check(ctx context.Context) (string, error) {
+	detail, err := s.check(ctx)
+	return detail, sinks.RenameSettings(err, s.names)
+}
+
+func (s *Sink) check(ctx context.Context) (string, error) {
 	if !s.nc.IsConnected() {
 		s.mu.Lock()
 		last := s.lastErr
@@ -693,7 +733,7 @@ func (s *Sink) Check(ctx context.Context) (string, error) {
 func (s *Sink) findStream(ctx context.Context) (string, error) {
 	if _, err := s.js.AccountInfo(ctx); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return "", sinks.Permanent(fmt.Errorf("nats: JetStream is not enabled on %s for this account (%w): enable it on the server, or set EXPORTBRIDGE_NATS_JETSTREAM=false for core NATS", s.nc.ConnectedUrlRedacted(), err))
+			return "", sinks.Permanent(fmt.Errorf("nats: JetStream is not enabled on %s for this account (%w): enable it on the server, or set {jetstream}=false for core NATS", s.nc.ConnectedUrlRedacted(), err))
 		}
 		return "", fmt.Errorf("nats: JetStream account info from %s: %w", s.nc.ConnectedUrlRedacted(), err)
 	}

@@ -307,7 +307,7 @@ func TestJetStreamStreamCoverage(t *testing.T) {
 			for name, subjects := range tc.streams {
 				createStream(t, obs, name, subjects...)
 			}
-			s, err := bnats.New(context.Background(), bnats.Options{Logger: quiet, URLs: []string{srv.ClientURL()}, Prefix: tc.prefix, JetStream: true})
+			s, err := bnats.NewSink(context.Background(), bnats.Options{Logger: quiet, URLs: []string{srv.ClientURL()}, Prefix: tc.prefix, JetStream: true})
 			if !tc.ok {
 				if err == nil {
 					_ = s.Close()
@@ -345,9 +345,9 @@ func TestJetStreamStreamCoverage(t *testing.T) {
 
 func TestJetStreamNotEnabled(t *testing.T) {
 	srv := startServer(t, natsembed.Options{})
-	_, err := bnats.New(context.Background(), bnats.Options{Logger: quiet, URLs: []string{srv.ClientURL()}, JetStream: true})
+	_, err := bnats.NewSink(context.Background(), bnats.Options{Logger: quiet, URLs: []string{srv.ClientURL()}, JetStream: true})
 	if err == nil || !sinks.IsPermanent(err) || !strings.Contains(err.Error(), "JetStream is not enabled") ||
-		!strings.Contains(err.Error(), "EXPORTBRIDGE_NATS_JETSTREAM=false") {
+		!strings.Contains(err.Error(), "nats.jetstream=false") {
 		t.Fatalf("New = %v, want a permanent error saying JetStream is not enabled", err)
 	}
 }
@@ -455,31 +455,31 @@ func TestBadOptions(t *testing.T) {
 		o        bnats.Options
 		contains []string
 	}{
-		{"no URL", bnats.Options{}, []string{"no server URL", "EXPORTBRIDGE_NATS_URL"}},
+		{"no URL", bnats.Options{}, []string{"no server URL", "nats.url"}},
 		{"empty URL", bnats.Options{URLs: []string{" "}}, []string{"empty server URL"}},
-		{"http scheme", bnats.Options{URLs: []string{"http://u:hunter2@127.0.0.1:4222"}}, []string{`scheme "http"`, "redacted@127.0.0.1"}},
+		{"http scheme", bnats.Options{URLs: []string{"http://u:hunter2@127.0.0.1:4222"}}, []string{`scheme "http"`, "http://127.0.0.1:4222"}},
 		{"no host", bnats.Options{URLs: []string{"nats://tok-hunter2@:4222"}}, []string{"has no host"}},
-		{"bad prefix", bnats.Options{URLs: url, Prefix: "a..b"}, []string{"EXPORTBRIDGE_NATS_SUBJECT_PREFIX", "empty token"}},
+		{"bad prefix", bnats.Options{URLs: url, Prefix: "a..b"}, []string{"nats.subject_prefix", "empty token"}},
 		{"wildcard prefix", bnats.Options{URLs: url, Prefix: "a.>"}, []string{"wildcard"}},
 		{"token and user", bnats.Options{URLs: url, Token: "hunter2", User: "u", Password: "hunter2"}, []string{"more than one authentication method"}},
 		{"creds and nkey", bnats.Options{URLs: url, CredsFile: junk, NKeyFile: junk}, []string{"more than one authentication method"}},
-		{"password without user", bnats.Options{URLs: url, Password: "hunter2"}, []string{"EXPORTBRIDGE_NATS_USER is empty"}},
-		{"user without password", bnats.Options{URLs: url, User: "bridge"}, []string{"EXPORTBRIDGE_NATS_PASSWORD is empty"}},
-		{"cert without key", bnats.Options{URLs: url, CertFile: junk}, []string{"EXPORTBRIDGE_NATS_CERT and EXPORTBRIDGE_NATS_KEY must be set together"}},
+		{"password without user", bnats.Options{URLs: url, Password: "hunter2"}, []string{"nats.user is empty"}},
+		{"user without password", bnats.Options{URLs: url, User: "bridge"}, []string{"nats.password is empty"}},
+		{"cert without key", bnats.Options{URLs: url, CertFile: junk}, []string{"nats.cert and nats.key must be set together"}},
 		{"negative flush timeout", bnats.Options{URLs: url, FlushTimeout: -time.Second}, []string{"flush timeout -1s is negative"}},
 		{"negative connect timeout", bnats.Options{URLs: url, ConnectTimeout: -time.Second}, []string{"connect timeout -1s is negative"}},
 		{"two problems at once", bnats.Options{Prefix: "$SYS"}, []string{"no server URL", "reserved for NATS system subjects"}},
-		{"creds file missing", bnats.Options{URLs: url, CredsFile: missing}, []string{"EXPORTBRIDGE_NATS_CREDS", "no such file"}},
-		{"creds file empty", bnats.Options{URLs: url, CredsFile: emptyFile}, []string{"EXPORTBRIDGE_NATS_CREDS", "is empty"}},
-		{"nkey file missing", bnats.Options{URLs: url, NKeyFile: missing}, []string{"EXPORTBRIDGE_NATS_NKEY", "no such file"}},
-		{"nkey file not a seed", bnats.Options{URLs: url, NKeyFile: junk}, []string{"EXPORTBRIDGE_NATS_NKEY", "expected an NKey user seed"}},
-		{"CA file missing", bnats.Options{URLs: url, CAFile: missing}, []string{"EXPORTBRIDGE_NATS_CA", "no such file"}},
-		{"CA file not PEM", bnats.Options{URLs: url, CAFile: junk}, []string{"EXPORTBRIDGE_NATS_CA", "no PEM certificate"}},
-		{"client cert not PEM", bnats.Options{URLs: url, CertFile: junk, KeyFile: junk}, []string{"EXPORTBRIDGE_NATS_CERT/EXPORTBRIDGE_NATS_KEY", "expected a PEM certificate"}},
+		{"creds file missing", bnats.Options{URLs: url, CredsFile: missing}, []string{"nats.creds", "no such file"}},
+		{"creds file empty", bnats.Options{URLs: url, CredsFile: emptyFile}, []string{"nats.creds", "is empty"}},
+		{"nkey file missing", bnats.Options{URLs: url, NKeyFile: missing}, []string{"nats.nkey", "no such file"}},
+		{"nkey file not a seed", bnats.Options{URLs: url, NKeyFile: junk}, []string{"nats.nkey", "expected an NKey user seed"}},
+		{"CA file missing", bnats.Options{URLs: url, CAFile: missing}, []string{"nats.ca", "no such file"}},
+		{"CA file not PEM", bnats.Options{URLs: url, CAFile: junk}, []string{"nats.ca", "no PEM certificate"}},
+		{"client cert not PEM", bnats.Options{URLs: url, CertFile: junk, KeyFile: junk}, []string{"nats.cert/nats.key", "expected a PEM certificate"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := bnats.New(context.Background(), tc.o)
+			s, err := bnats.NewSink(context.Background(), tc.o)
 			if err == nil {
 				_ = s.Close()
 				t.Fatal("New succeeded, want an error")
@@ -761,13 +761,13 @@ func TestAuth(t *testing.T) {
 		contains []string // empty: must succeed
 	}{
 		{"token ok", tokenSrv, bnats.Options{Token: token}, "", nil},
-		{"token wrong", tokenSrv, bnats.Options{Token: "wrong-token-value"}, "", []string{"authorization failed for nats://127.0.0.1:", "check EXPORTBRIDGE_NATS_TOKEN"}},
+		{"token wrong", tokenSrv, bnats.Options{Token: "wrong-token-value"}, "", []string{"authorization failed for nats://127.0.0.1:", "check nats.token"}},
 		{"token missing", tokenSrv, bnats.Options{}, "", []string{"authorization failed", "requires authentication"}},
 		{"user/password ok", userSrv, bnats.Options{User: "bridge", Password: password}, "", nil},
-		{"password wrong", userSrv, bnats.Options{User: "bridge", Password: "wrong-pa55word"}, "", []string{"authorization failed for nats://127.0.0.1:", "check EXPORTBRIDGE_NATS_USER/PASSWORD"}},
-		{"user unknown", userSrv, bnats.Options{User: "nobody", Password: password}, "", []string{"authorization failed", "EXPORTBRIDGE_NATS_USER/PASSWORD"}},
+		{"password wrong", userSrv, bnats.Options{User: "bridge", Password: "wrong-pa55word"}, "", []string{"authorization failed for nats://127.0.0.1:", "check nats.user/nats.password"}},
+		{"user unknown", userSrv, bnats.Options{User: "nobody", Password: password}, "", []string{"authorization failed", "nats.user/nats.password"}},
 		{"credentials in URL ok", userSrv, bnats.Options{}, withCreds(userSrv.ClientURL(), "bridge:"+password), nil},
-		{"credentials in URL wrong", userSrv, bnats.Options{}, withCreds(userSrv.ClientURL(), "bridge:wrong-url-pa55"), []string{"authorization failed for nats://redacted@127.0.0.1:"}},
+		{"credentials in URL wrong", userSrv, bnats.Options{}, withCreds(userSrv.ClientURL(), "bridge:wrong-url-pa55"), []string{"authorization failed for nats://127.0.0.1:"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -778,7 +778,7 @@ func TestAuth(t *testing.T) {
 			}
 			logs := &syncBuffer{}
 			o.Logger = newLogger(logs)
-			s, err := bnats.New(context.Background(), o)
+			s, err := bnats.NewSink(context.Background(), o)
 			if len(tc.contains) == 0 {
 				if err != nil {
 					t.Fatalf("New: %v", err)
@@ -820,7 +820,7 @@ func TestAuthErrorsAreNotConnectionErrors(t *testing.T) {
 	// An auth failure must not be mistaken for an unreachable server (which New
 	// tolerates): New must fail promptly, not hand back a sink that never connects.
 	srv := startServer(t, natsembed.Options{Token: "right"})
-	_, err := bnats.New(context.Background(), bnats.Options{Logger: quiet, URLs: []string{srv.ClientURL()}, Token: "wrong"})
+	_, err := bnats.NewSink(context.Background(), bnats.Options{Logger: quiet, URLs: []string{srv.ClientURL()}, Token: "wrong"})
 	if err == nil || !errors.Is(err, natsgo.ErrAuthorization) {
 		t.Fatalf("New = %v, want an error wrapping nats.ErrAuthorization", err)
 	}

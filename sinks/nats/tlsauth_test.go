@@ -32,7 +32,7 @@ func checkNew(t *testing.T, o bnats.Options, wantErr []string, secrets ...string
 	logs := &syncBuffer{}
 	o.Logger = newLogger(logs)
 	o.ConnectTimeout = 3 * time.Second
-	s, err := bnats.New(context.Background(), o)
+	s, err := bnats.NewSink(context.Background(), o)
 	if len(wantErr) == 0 {
 		if err != nil {
 			t.Fatalf("New: %v", err)
@@ -92,13 +92,13 @@ func TestNKeyAuth(t *testing.T) {
 	})
 	t.Run("unknown key", func(t *testing.T) {
 		checkNew(t, bnats.Options{URLs: url, NKeyFile: writeFile(t, dir, "other.nk", otherSeed)},
-			[]string{"authorization failed for nats://127.0.0.1:", "EXPORTBRIDGE_NATS_NKEY"}, string(otherSeed))
+			[]string{"authorization failed for nats://127.0.0.1:", "nats.nkey"}, string(otherSeed))
 	})
 	t.Run("account seed instead of user seed", func(t *testing.T) {
 		acc, _ := nkeys.CreateAccount()
 		accSeed, _ := acc.Seed()
 		checkNew(t, bnats.Options{URLs: url, NKeyFile: writeFile(t, dir, "acc.nk", accSeed)},
-			[]string{"EXPORTBRIDGE_NATS_NKEY", "expected an NKey user seed"}, string(accSeed))
+			[]string{"nats.nkey", "expected an NKey user seed"}, string(accSeed))
 	})
 }
 
@@ -153,11 +153,11 @@ func TestCredsAuth(t *testing.T) {
 		stranger, _ := nkeys.CreateAccount()
 		b, seed := creds(stranger)
 		checkNew(t, bnats.Options{URLs: url, CredsFile: writeFile(t, dir, "stranger.creds", b)},
-			[]string{"authorization failed", "EXPORTBRIDGE_NATS_CREDS"}, string(seed))
+			[]string{"authorization failed", "nats.creds"}, string(seed))
 	})
 	t.Run("not a creds file", func(t *testing.T) {
 		checkNew(t, bnats.Options{URLs: url, CredsFile: writeFile(t, dir, "junk.creds", []byte("SUAJUNK not a creds file"))},
-			[]string{"EXPORTBRIDGE_NATS_CREDS"}, "SUAJUNK")
+			[]string{"nats.creds"}, "SUAJUNK")
 	})
 }
 
@@ -231,9 +231,9 @@ func TestTLS(t *testing.T) {
 		{"CA and client certificate", bnats.Options{URLs: []string{tlsURL}, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile}, nil},
 		{"nats scheme upgraded by the server", bnats.Options{URLs: []string{mtls.ClientURL()}, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile}, nil},
 		{"no CA", bnats.Options{URLs: []string{tlsURL}, CertFile: p.certFile, KeyFile: p.keyFile},
-			[]string{"cannot verify the server certificate", "EXPORTBRIDGE_NATS_CA"}},
+			[]string{"cannot verify the server certificate", "nats.ca"}},
 		{"no client certificate", bnats.Options{URLs: []string{tlsURL}, CAFile: p.caFile},
-			[]string{"refused the handshake", "EXPORTBRIDGE_NATS_CERT/KEY"}},
+			[]string{"refused the handshake", "nats.cert/nats.key"}},
 		{"TLS settings against a plain server", bnats.Options{URLs: []string{plain.ClientURL()}, CAFile: p.caFile},
 			[]string{"does not offer it"}},
 	}

@@ -312,8 +312,8 @@ func TestBotPermanentErrors(t *testing.T) {
 		code string
 		fix  string
 	}{
-		{"invalid_auth", "EXPORTBRIDGE_SLACK_TOKEN"},
-		{"not_authed", "EXPORTBRIDGE_SLACK_TOKEN"},
+		{"invalid_auth", "slack.token"},
+		{"not_authed", "slack.token"},
 		{"account_inactive", "reinstall the Slack app"},
 		{"token_revoked", "reinstall the Slack app"},
 		{"channel_not_found", `channel "#exports" does not exist`},
@@ -461,7 +461,7 @@ func TestBotTimeout(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Stop)
 	t.Cleanup(func() { close(release) }) // runs before Stop
-	s, err := slack.New(slack.Options{Token: testToken, Channel: "#x", APIURL: srv.GetAPIURL(), Timeout: 100 * time.Millisecond, Meta: newMeta()})
+	s, err := slack.NewSink(slack.Options{Token: testToken, Channel: "#x", APIURL: srv.GetAPIURL(), Timeout: 100 * time.Millisecond, Meta: newMeta()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +539,7 @@ func TestBotWithStockSlacktest(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Stop)
 	meta := newMeta()
-	s, err := slack.New(slack.Options{Token: testToken, Channel: "C0STOCK01", APIURL: strings.TrimSuffix(srv.GetAPIURL(), "/"), Meta: meta})
+	s, err := slack.NewSink(slack.Options{Token: testToken, Channel: "C0STOCK01", APIURL: strings.TrimSuffix(srv.GetAPIURL(), "/"), Meta: meta})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,18 @@ import (
 
 	slackapi "github.com/slack-go/slack"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/sinks"
 )
+
+// settingNames replaces the {token}, {webhook_url}, {channel} and {api_url} placeholders
+// of a fix with the settings as the user wrote them.
+func (s *Sink) settingNames(fix string) string {
+	if s.names == nil {
+		return fix
+	}
+	return s.names.Replace(fix)
+}
 
 // codeClass says how to treat one of Slack's error codes (Web API `error`, or the text
 // body of an incoming-webhook failure) and what the user should do about it.
@@ -21,10 +31,10 @@ type codeClass struct {
 }
 
 const (
-	fixToken   = "check EXPORTBRIDGE_SLACK_TOKEN (a bot token, xoxb-...)"
-	fixReissue = "reinstall the Slack app and set the new bot token in EXPORTBRIDGE_SLACK_TOKEN"
+	fixToken   = "check {token} (a bot token, xoxb-...)"
+	fixReissue = "reinstall the Slack app and set the new bot token in {token}"
 	fixInvite  = "invite the bot to the channel: /invite @yourbot"
-	fixHook    = "create a new incoming webhook and set it in EXPORTBRIDGE_SLACK_WEBHOOK_URL"
+	fixHook    = "create a new incoming webhook and set it in {webhook_url}"
 	fixBug     = "Slack rejected the message exportbridge built; please report this as a bug"
 )
 
@@ -35,7 +45,7 @@ var codes = map[string]codeClass{
 	"account_inactive":       {fix: "the bot's user or workspace is deactivated: " + fixReissue},
 	"token_revoked":          {fix: "the Slack token was revoked: " + fixReissue},
 	"token_expired":          {fix: "the Slack token expired: " + fixReissue},
-	"not_allowed_token_type": {fix: "this token type cannot post messages: use a bot token (xoxb-...) in EXPORTBRIDGE_SLACK_TOKEN"},
+	"not_allowed_token_type": {fix: "this token type cannot post messages: use a bot token (xoxb-...) in {token}"},
 	"missing_scope":          {fix: "the Slack app lacks a scope: add chat:write (and channels:read for check), then reinstall the app"},
 	"no_permission":          {fix: "the token may not post here: " + fixInvite},
 	"ekm_access_denied":      {fix: "a Slack administrator suspended posting (EKM)"},
@@ -44,9 +54,9 @@ var codes = map[string]codeClass{
 		fix: "the token has no access to this workspace: reinstall the app in the workspace of the channel"},
 	"posting_to_general_channel_denied": {fix: "only admins may post in this channel: choose another channel"},
 	// The channel.
-	"channel_not_found":   {fix: "the channel %s does not exist or the bot cannot see it: check EXPORTBRIDGE_SLACK_CHANNEL (a private channel needs the bot invited: /invite @yourbot)"},
+	"channel_not_found":   {fix: "the channel %s does not exist or the bot cannot see it: check {channel} (a private channel needs the bot invited: /invite @yourbot)"},
 	"not_in_channel":      {fix: fixInvite + " (channel %s)"},
-	"is_archived":         {fix: "the channel %s is archived: unarchive it or set EXPORTBRIDGE_SLACK_CHANNEL to another channel"},
+	"is_archived":         {fix: "the channel %s is archived: unarchive it or set {channel} to another channel"},
 	"channel_is_archived": {fix: "the channel is archived: unarchive it, or " + fixHook + " for another channel"},
 	// Incoming webhooks (text bodies with 4xx statuses).
 	"no_service":        {fix: "the incoming webhook was removed or disabled: " + fixHook},
@@ -161,6 +171,7 @@ func (s *Sink) byCode(op, c string, err error, status int) error {
 		if s.webhook != "" && c == "channel_not_found" {
 			fix = "the webhook's channel no longer exists: " + fixHook
 		}
+		fix = s.settingNames(fix)
 		if strings.Contains(fix, "%s") {
 			fix = fmt.Sprintf(fix, strconv.Quote(s.channel))
 		}
@@ -188,10 +199,11 @@ func (s *Sink) byStatus(op string, code int, body string, err error) error {
 	case code >= 500, code == http.StatusTooManyRequests, code == http.StatusRequestTimeout, code == http.StatusTooEarly:
 		return sinks.WithStatus(fmt.Errorf("%s: slack answered HTTP %d%s: %w", op, code, detail, err), code)
 	case code == http.StatusNotFound || code == http.StatusGone:
-		fix := "check EXPORTBRIDGE_SLACK_API_URL"
+		fix := "check {api_url}"
 		if s.webhook != "" {
 			fix = "the incoming webhook no longer exists: " + fixHook
 		}
+		fix = s.settingNames(fix)
 		return sinks.WithStatus(sinks.Permanent(fmt.Errorf("%s: slack answered HTTP %d%s: %s: %w", op, code, detail, fix, err)), code)
 	case code >= 300 && code < 400:
 		return sinks.WithStatus(sinks.Permanent(fmt.Errorf("%s: slack answered a redirect (HTTP %d), which is not followed: check the Slack URL: %w", op, code, err)), code)
@@ -200,6 +212,7 @@ func (s *Sink) byStatus(op string, code int, body string, err error) error {
 		if s.webhook != "" {
 			fix = fixHook
 		}
+		fix = s.settingNames(fix)
 		return sinks.WithStatus(sinks.Permanent(fmt.Errorf("%s: slack answered HTTP %d%s: %s: %w", op, code, detail, fix, err)), code)
 	default:
 		return sinks.WithStatus(sinks.Permanent(fmt.Errorf("%s: slack answered HTTP %d%s: %w", op, code, detail, err)), code)
@@ -218,11 +231,6 @@ func (s *Sink) redact(err error) error {
 	return err
 }
 
-// shownURL is a webhook URL fit for logs and errors: scheme and host only.
-func shownURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(slack webhook URL)"
-	}
-	return u.Scheme + "://" + u.Host + "/(redacted)"
-}
+// shownURL is a webhook URL fit for logs and errors: scheme and host only (its path
+// is the credential).
+func shownURL(raw string) string { return logging.SafeURL(raw, true) }

@@ -316,7 +316,7 @@ func newLogger() (*slog.Logger, *logBuf) {
 func newBot(t *testing.T, f *fakeSlack, meta slack.MetaStore, channel string) (*slack.Sink, *logBuf) {
 	t.Helper()
 	lg, lb := newLogger()
-	s, err := slack.New(slack.Options{
+	s, err := slack.NewSink(slack.Options{
 		Token: testToken, Channel: channel, APIURL: f.srv.GetAPIURL(),
 		Timeout: 20 * time.Second, Meta: meta, Logger: lg,
 	})
@@ -391,6 +391,8 @@ var fixedPlain = map[string]bool{
 	":grey_question: Export status changed":           true,
 	":rotating_light: Plugchoice polling failing":     true,
 	":white_check_mark: Plugchoice polling recovered": true,
+	":rotating_light: Sink failing":                   true,
+	":white_check_mark: Sink recovered":               true,
 	":information_source: exportbridge event":         true,
 	"Download": true,
 }

@@ -6,6 +6,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,19 +16,18 @@ import (
 	"time"
 
 	slackapi "github.com/slack-go/slack"
+	"golang.org/x/time/rate"
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // DefaultTimeout bounds one request to Slack.
 const DefaultTimeout = 10 * time.Second
 
 // MetaStore keeps the message ts per export (the store package implements it).
-type MetaStore interface {
-	GetMeta(sink, key string) ([]byte, error) // nil, nil when absent
-	PutMeta(sink, key string, v []byte) error
-}
+type MetaStore = sinks.MetaStore
 
 // Options configure a Sink. Set WebhookURL (webhook mode) or Token and Channel (bot mode).
 type Options struct {
@@ -39,6 +39,13 @@ type Options struct {
 	Timeout    time.Duration // per request; default DefaultTimeout
 	Meta       MetaStore     // required in bot mode
 	Logger     *slog.Logger  // default slog.Default()
+	// Setting names a setting (token, webhook_url, channel, api_url) the way the user
+	// wrote it, for the hints in error messages; nil: the key itself.
+	Setting func(key string) string
+	// Text and Blocks are the sink's own templates (template.go); empty: the built-in
+	// message.
+	Text   string
+	Blocks any
 }
 
 // Sink delivers events to Slack. It is safe for concurrent use.
@@ -55,6 +62,10 @@ type Sink struct {
 	api     *slackapi.Client
 	channel string
 	meta    MetaStore
+
+	names *strings.Replacer // {token} and friends -> the user's spelling
+	pacer *rate.Limiter     // the channel's pace (pace.go)
+	tpl   *templates        // the sink's own text and blocks (template.go), or nil
 }
 
 var (
@@ -62,24 +73,25 @@ var (
 	_ sinks.Checker = (*Sink)(nil)
 )
 
-// New validates o and builds the sink. It makes no request.
-func New(o Options) (*Sink, error) {
+// NewSink validates o and builds the sink. It makes no request.
+func NewSink(o Options) (*Sink, error) {
 	name := strings.TrimSpace(o.Name)
 	if name == "" {
 		name = "slack"
 	}
+	names := sinks.SettingNames(o.Setting, Kind, "token", "webhook_url", "channel", "api_url")
 	webhook := strings.TrimSpace(o.WebhookURL)
 	token := strings.TrimSpace(o.Token)
 	channel := strings.TrimSpace(o.Channel)
 	switch {
 	case webhook != "" && (token != "" || channel != ""):
-		return nil, fmt.Errorf("slack sink %s: both a webhook URL and a bot token/channel are set (expected either EXPORTBRIDGE_SLACK_WEBHOOK_URL, or EXPORTBRIDGE_SLACK_TOKEN with EXPORTBRIDGE_SLACK_CHANNEL)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: both a webhook URL and a bot token/channel are set (expected either {webhook_url}, or {token} with {channel})", name)))
 	case webhook == "" && token == "" && channel == "":
-		return nil, fmt.Errorf("slack sink %s: nothing to post to (expected EXPORTBRIDGE_SLACK_WEBHOOK_URL, or EXPORTBRIDGE_SLACK_TOKEN with EXPORTBRIDGE_SLACK_CHANNEL)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: nothing to post to (expected {webhook_url}, or {token} with {channel})", name)))
 	case webhook == "" && token == "":
-		return nil, fmt.Errorf("slack sink %s: a channel is set but no bot token (expected EXPORTBRIDGE_SLACK_TOKEN, a bot token xoxb-...)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: a channel is set but no bot token (expected {token}, a bot token xoxb-...)", name)))
 	case webhook == "" && channel == "":
-		return nil, fmt.Errorf("slack sink %s: a bot token is set but no channel (expected EXPORTBRIDGE_SLACK_CHANNEL, a channel ID like C0123456789 or a name like #exports)", name)
+		return nil, errors.New(names.Replace(fmt.Sprintf("slack sink %s: a bot token is set but no channel (expected {channel}, a channel ID like C0123456789 or a name like #exports)", name)))
 	}
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("slack sink %s: timeout %s is negative (expected a positive duration such as 10s)", name, o.Timeout)
@@ -102,7 +114,16 @@ func New(o Options) (*Sink, error) {
 		// another address.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	s := &Sink{name: name, log: logger, hc: hc}
+	s := &Sink{name: name, log: logger, hc: hc, names: names}
+	tpl, err := compileTemplates(name, o.Text, o.Blocks)
+	if err != nil {
+		var te *template.Error
+		if errors.As(err, &te) && te.Key != "" {
+			return nil, fmt.Errorf("slack sink %s: %s: %s", name, sinks.SettingNames(o.Setting, Kind, te.Key).Replace("{"+te.Key+"}"), te.Detail())
+		}
+		return nil, fmt.Errorf("slack sink %s: %w", name, err)
+	}
+	s.tpl = tpl
 
 	if webhook != "" {
 		u, err := url.Parse(webhook)
@@ -112,6 +133,7 @@ func New(o Options) (*Sink, error) {
 		}
 		s.webhook = webhook
 		s.webhookShown = shownURL(webhook)
+		s.pacer = pacerFor("webhook " + webhook)
 		return s, nil
 	}
 
@@ -134,6 +156,7 @@ func New(o Options) (*Sink, error) {
 	s.api = slackapi.New(token, opts...)
 	s.channel = channel
 	s.meta = o.Meta
+	s.pacer = pacerFor("bot " + strings.TrimSpace(o.APIURL) + " " + channel)
 	return s, nil
 }
 
@@ -145,18 +168,33 @@ func (s *Sink) Name() string { return s.name }
 // thread reply. It returns nil once Slack accepted the message (and, in bot mode, its
 // ts is stored).
 func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
-	ce, err := event.Decode(e.Body)
+	ce, msg, err := s.message(e)
 	if err != nil {
-		return sinks.Permanent(fmt.Errorf("slack: event %s: %w", e.ID, err))
-	}
-	msg, err := Render(ce)
-	if err != nil {
-		return sinks.Permanent(fmt.Errorf("slack: %w", err))
+		return err
 	}
 	if s.webhook != "" {
 		return s.postWebhook(ctx, msg)
 	}
 	return s.deliverBot(ctx, ce, msg)
+}
+
+// message renders e: the built-in message, with the sink's own templates applied. Its
+// errors are permanent: they would be the same on every retry.
+func (s *Sink) message(e event.Event) (*event.CloudEvent, Message, error) {
+	ce, err := event.Decode(e.Body)
+	if err != nil {
+		return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: event %s: %w", e.ID, err))
+	}
+	msg, err := Render(ce)
+	if err != nil {
+		return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: %w", err))
+	}
+	if s.tpl != nil {
+		if msg, err = s.tpl.apply(e, msg); err != nil {
+			return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: event %s: template %w", e.ID, err))
+		}
+	}
+	return ce, msg, nil
 }
 
 func (s *Sink) postWebhook(ctx context.Context, msg Message) error {
@@ -170,6 +208,9 @@ func (s *Sink) postWebhook(ctx context.Context, msg Message) error {
 	var got hookResponse
 	client := *s.hc
 	client.Transport = captureTransport{base: s.hc.Transport, out: &got}
+	if err := s.pace(ctx); err != nil {
+		return err
+	}
 	err := slackapi.PostWebhookCustomHTTPContext(ctx, s.webhook, &client, wm)
 	if err != nil {
 		return s.classify("slack webhook "+s.webhookShown, err, &got)
@@ -200,6 +241,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 	}
 	updated := false
 	if ref != nil && ref.Target == s.channel {
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
 		_, _, _, err := s.api.UpdateMessageContext(ctx, ref.Channel, ref.TS,
 			slackapi.MsgOptionText(msg.Text, false), slackapi.MsgOptionBlocks(msg.Blocks...))
 		if err != nil {
@@ -229,6 +273,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 		log.Debug("slack message posted", "channel", ch, "ts", ts)
 	}
 	if msg.Reply != nil {
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
 		_, _, err := s.api.PostMessageContext(ctx, ref.Channel,
 			slackapi.MsgOptionText(msg.Reply.Text, false), slackapi.MsgOptionBlocks(msg.Reply.Blocks...),
 			slackapi.MsgOptionTS(ref.TS), slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())
@@ -242,6 +289,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 
 // post posts msg to the configured channel and returns the channel ID and ts.
 func (s *Sink) post(ctx context.Context, msg Message) (string, string, error) {
+	if err := s.pace(ctx); err != nil {
+		return "", "", err
+	}
 	ch, ts, err := s.api.PostMessageContext(ctx, s.channel,
 		slackapi.MsgOptionText(msg.Text, false), slackapi.MsgOptionBlocks(msg.Blocks...),
 		slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())
@@ -290,7 +340,7 @@ func (s *Sink) Check(ctx context.Context) (string, error) {
 	}
 	detail := fmt.Sprintf("authenticated as %s in workspace %s", at.User, at.Team)
 	if !channelID.MatchString(s.channel) {
-		return detail + fmt.Sprintf("; channel %q given by name: not verified (set EXPORTBRIDGE_SLACK_CHANNEL to the channel ID, C0123..., to let check verify it)", s.channel), nil
+		return detail + fmt.Sprintf(s.settingNames("; channel %q given by name: not verified (set {channel} to the channel ID, C0123..., to let check verify it)"), s.channel), nil
 	}
 	ch, err := s.api.GetConversationInfoContext(ctx, &slackapi.GetConversationInfoInput{ChannelID: s.channel})
 	if err != nil {
@@ -300,7 +350,7 @@ func (s *Sink) Check(ctx context.Context) (string, error) {
 		return detail, s.classify("slack conversations.info", err, nil)
 	}
 	if ch.IsArchived {
-		return detail, sinks.Permanent(fmt.Errorf("slack conversations.info: %s", fmt.Sprintf(codes["is_archived"].fix, fmt.Sprintf("%q", s.channel))))
+		return detail, sinks.Permanent(fmt.Errorf("slack conversations.info: %s", fmt.Sprintf(s.settingNames(codes["is_archived"].fix), fmt.Sprintf("%q", s.channel))))
 	}
 	detail += fmt.Sprintf("; channel #%s (%s)", ch.Name, ch.ID)
 	if !ch.IsMember {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/exportbridge/exportbridge/retryafter"
 )
 
 // retryAfterTransport rewrites an HTTP-date Retry-After on a 429 into seconds, the only
@@ -24,15 +26,10 @@ func (t retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
-		if ra := strings.TrimSpace(resp.Header.Get("Retry-After")); ra != "" {
-			if _, perr := strconv.ParseInt(ra, 10, 64); perr != nil {
-				if at, derr := http.ParseTime(ra); derr == nil {
-					secs := math.Ceil(at.Sub(t.now()).Seconds())
-					if secs < 0 {
-						secs = 0
-					}
-					resp.Header.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
-				}
+		ra := resp.Header.Get("Retry-After")
+		if d, ok := retryafter.Parse(ra, t.now()); ok {
+			if _, isSeconds := strconv.ParseInt(strings.TrimSpace(ra), 10, 64); isSeconds != nil {
+				resp.Header.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
 			}
 		}
 	}

@@ -78,7 +78,7 @@ func (h *hookServer) received() [][]byte {
 func newHookSink(t *testing.T, h *hookServer, timeout time.Duration) (*slack.Sink, *logBuf) {
 	t.Helper()
 	lg, lb := newLogger()
-	s, err := slack.New(slack.Options{WebhookURL: h.srv.URL + hookPath, Timeout: timeout, Logger: lg})
+	s, err := slack.NewSink(slack.Options{WebhookURL: h.srv.URL + hookPath, Timeout: timeout, Logger: lg})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -220,7 +220,7 @@ func TestWebhookNetworkErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "XXsecretXX") || strings.Contains(err.Error(), hookPath) {
 			t.Errorf("error shows the webhook URL: %v", err)
 		}
-		if !strings.Contains(err.Error(), "(redacted)") {
+		if !strings.Contains(err.Error(), "/...") {
 			t.Errorf("error %q does not show the redacted address", err)
 		}
 	})
@@ -234,7 +234,7 @@ func TestWebhookNetworkErrors(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { close(release) })
-		s, err := slack.New(slack.Options{WebhookURL: srv.URL + hookPath, Timeout: 100 * time.Millisecond})
+		s, err := slack.NewSink(slack.Options{WebhookURL: srv.URL + hookPath, Timeout: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,9 +258,9 @@ func TestNewValidates(t *testing.T) {
 		{"nothing", slack.Options{}, "nothing to post to"},
 		{"both modes", slack.Options{WebhookURL: "https://hooks.slack.com/services/X", Token: testToken, Channel: "#x", Meta: meta}, "either"},
 		{"webhook and channel", slack.Options{WebhookURL: "https://hooks.slack.com/services/X", Channel: "#x"}, "either"},
-		{"token without channel", slack.Options{Token: testToken, Meta: meta}, "EXPORTBRIDGE_SLACK_CHANNEL"},
-		{"channel without token", slack.Options{Channel: "#x", Meta: meta}, "EXPORTBRIDGE_SLACK_TOKEN"},
-		{"blank token", slack.Options{Token: "  ", Channel: "#x", Meta: meta}, "EXPORTBRIDGE_SLACK_TOKEN"},
+		{"token without channel", slack.Options{Token: testToken, Meta: meta}, "slack.channel"},
+		{"channel without token", slack.Options{Channel: "#x", Meta: meta}, "slack.token"},
+		{"blank token", slack.Options{Token: "  ", Channel: "#x", Meta: meta}, "slack.token"},
 		{"bad webhook URL", slack.Options{WebhookURL: "hooks.slack.com/services/SECRETPART"}, "not an absolute http(s) URL"},
 		{"webhook URL bad scheme", slack.Options{WebhookURL: "ftp://hooks.slack.com/services/SECRETPART"}, "not an absolute http(s) URL"},
 		{"bad API URL", slack.Options{Token: testToken, Channel: "#x", Meta: meta, APIURL: "slack.local/api"}, "API URL"},
@@ -269,7 +269,7 @@ func TestNewValidates(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := slack.New(tc.o)
+			s, err := slack.NewSink(tc.o)
 			if err == nil {
 				t.Fatalf("New succeeded: %+v", s)
 			}
@@ -283,11 +283,11 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	s, err := slack.New(slack.Options{Token: testToken, Channel: "#x", Meta: meta})
+	s, err := slack.NewSink(slack.Options{Token: testToken, Channel: "#x", Meta: meta})
 	if err != nil || s.Name() != "slack" {
 		t.Errorf("valid bot options: %v, name %q", err, s.Name())
 	}
-	s, err = slack.New(slack.Options{Name: "slack-ops", WebhookURL: "https://hooks.slack.com/services/X"})
+	s, err = slack.NewSink(slack.Options{Name: "slack-ops", WebhookURL: "https://hooks.slack.com/services/X"})
 	if err != nil || s.Name() != "slack-ops" {
 		t.Errorf("valid webhook options: %v", err)
 	}
@@ -318,7 +318,7 @@ func TestCheck(t *testing.T) {
 		{name: "channel id", channel: "C0EXPORTS1", want: "authenticated as Egon Spengler in workspace SlackTest Team; channel #0EXPORTS1 (C0EXPORTS1)"},
 		{name: "not a member", channel: "C0EXPORTS1", want: "/invite @yourbot"},
 		{name: "channel name", channel: "#exports", want: `channel "#exports" given by name: not verified`},
-		{name: "bad token", channel: "C0EXPORTS1", auth: `{"ok":false,"error":"invalid_auth"}`, wantErr: "EXPORTBRIDGE_SLACK_TOKEN", perm: true},
+		{name: "bad token", channel: "C0EXPORTS1", auth: `{"ok":false,"error":"invalid_auth"}`, wantErr: "slack.token", perm: true},
 		{name: "channel missing", channel: "C0MISSING1", info: `{"ok":false,"error":"channel_not_found"}`, wantErr: "does not exist", perm: true},
 		{name: "archived", channel: "C0EXPORTS1", info: `{"ok":true,"channel":{"id":"C0EXPORTS1","name":"exports","is_archived":true}}`, wantErr: "archived", perm: true},
 		{name: "no channels:read", channel: "C0EXPORTS1", info: `{"ok":false,"error":"missing_scope","needed":"channels:read"}`, want: "not verified (the token lacks channels:read"},

@@ -21,21 +21,22 @@ const Name = "stdout"
 
 // Sink writes events to a writer, one line each.
 type Sink struct {
-	mu  sync.Mutex
-	w   io.Writer
-	buf []byte
+	mu   sync.Mutex
+	w    io.Writer
+	buf  []byte
+	name string
 }
 
-// New returns the sink writing to w (os.Stdout when w is nil).
-func New(w io.Writer) *Sink {
+// NewSink returns the sink writing to w (os.Stdout when w is nil).
+func NewSink(w io.Writer) *Sink {
 	if w == nil {
 		w = os.Stdout
 	}
-	return &Sink{w: w}
+	return &Sink{w: w, name: Name}
 }
 
-// Name returns "stdout".
-func (s *Sink) Name() string { return Name }
+// Name returns the sink's name ("stdout" unless the config file names it).
+func (s *Sink) Name() string { return s.name }
 
 // Deliver writes the event's body and a newline in one write. A write error is
 // retryable; an event without a JSON body is a permanent error.

@@ -61,7 +61,7 @@ func TestDeliver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := stdout.New(tt.w)
+			s := stdout.NewSink(tt.w)
 			err := s.Deliver(tt.ctx, tt.ev)
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("Deliver: %v", err)
@@ -86,7 +86,7 @@ func TestDeliver(t *testing.T) {
 
 func TestConcurrentDeliveriesDoNotInterleave(t *testing.T) {
 	w := &writes{}
-	s := stdout.New(w)
+	s := stdout.NewSink(w)
 	if s.Name() != "stdout" {
 		t.Errorf("Name() = %q", s.Name())
 	}
@@ -114,8 +114,8 @@ func TestConcurrentDeliveriesDoNotInterleave(t *testing.T) {
 
 func TestNilWriterIsStdout(t *testing.T) {
 	// Only checks it does not panic and has the right name; output goes to the test log.
-	if stdout.New(nil).Name() != "stdout" {
+	if stdout.NewSink(nil).Name() != "stdout" {
 		t.Error("bad name")
 	}
-	var _ sinks.Sink = stdout.New(io.Discard)
+	var _ sinks.Sink = stdout.NewSink(io.Discard)
 }

@@ -139,7 +139,7 @@ func (rec *recorder) only(t testing.TB) captured {
 
 func mustNew(t testing.TB, o webhook.Options) *webhook.Sink {
 	t.Helper()
-	s, err := webhook.New(o)
+	s, err := webhook.NewSink(o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

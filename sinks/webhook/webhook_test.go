@@ -53,7 +53,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.opts.Name = "webhook-3"
-			s, err := webhook.New(tt.opts)
+			s, err := webhook.NewSink(tt.opts)
 			if err == nil {
 				_ = s.Close()
 				t.Fatalf("New accepted %+v", tt.opts)
