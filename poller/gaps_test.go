@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,5 +211,112 @@ func TestRepeatedRateLimitIsWaitedOut(t *testing.T) {
 		if gap := at[i].Sub(at[i-1]); gap < 900*time.Millisecond {
 			t.Errorf("request %d came %v after a 429 with Retry-After: 1", i+1, gap)
 		}
+	}
+}
+
+// The dispatchers are woken after a commit that queued events, and only then.
+func TestNotifyOnlyAfterCommitsWithEvents(t *testing.T) {
+	var notified atomic.Int32
+	f := newFixture(t, 10, func(o *poller.Options) { o.Notify = func() { notified.Add(1) } })
+	f.cycle() // baseline: no events
+	f.cycle() // nothing changed
+	if n := notified.Load(); n != 0 {
+		t.Fatalf("notified %d times by cycles that queued nothing", n)
+	}
+	f.sim.AddN(1, plugchoice.StatusReady)
+	if rep := f.cycle(); rep.Events != 1 {
+		t.Fatalf("cycle: %+v, want 1 event", rep)
+	}
+	if n := notified.Load(); n != 1 {
+		t.Fatalf("notified %d times after a cycle that queued an event, want 1", n)
+	}
+}
+
+// The poll facts in the store (shown by `state`) count the cycle's events, and health
+// hears of every successful cycle.
+func TestPollFactsAndHealthAfterACycle(t *testing.T) {
+	f := newFixture(t, 10, nil)
+	f.cycle()
+	f.sim.AddN(3, plugchoice.StatusReady)
+	f.health.mu.Lock()
+	okBefore := f.health.ok
+	f.health.mu.Unlock()
+	f.cycle()
+	last, err := f.st.LastPoll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !last.OK || last.Events != 3 {
+		t.Errorf("last poll = %+v, want OK with 3 events", last)
+	}
+	f.health.mu.Lock()
+	ok := f.health.ok
+	f.health.mu.Unlock()
+	if ok != okBefore+1 {
+		t.Errorf("health told of %d successful cycles, want %d", ok, okBefore+1)
+	}
+}
+
+// With FULL_SYNC_INTERVAL far away, cycles stay cheap however much time passes between
+// them (more than POLL_INTERVAL here).
+func TestCyclesStayCheapUntilFullSyncInterval(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { // every reading is 1.5 s later than the one before
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(1500 * time.Millisecond)
+		return clock
+	}
+	f := newFixture(t, 100, func(o *poller.Options) { o.Now = now }) // Interval 1s, FullSyncInterval 1h
+	f.cycle()
+	for i := 0; i < 3; i++ {
+		if rep := f.cycle(); rep.Full {
+			t.Fatalf("cycle %d was a full listing, FULL_SYNC_INTERVAL (1h) has not passed", i)
+		}
+	}
+}
+
+// More new exports than fit on a page, all in one cycle: the cheap cycle reads on until
+// a page of known exports and announces every one of them.
+func TestManyNewExportsAnnouncedByOneCheapCycle(t *testing.T) {
+	f := newFixture(t, 100, nil)
+	f.cycle()
+	skip := len(f.sim.Transitions())
+	f.sim.AddN(60, plugchoice.StatusReady) // pages 1-3 of the newest-first list
+	rep := f.cycle()
+	if rep.Full {
+		t.Fatalf("want a cheap cycle: %+v", rep)
+	}
+	sameMultiset(t, f.queued(), f.expected(skip))
+}
+
+// A change made while a long full listing runs is announced by that listing's own
+// interleaved cheap cycles, not only by a later cycle.
+func TestChangeDuringFullListingAnnouncedByIt(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(300 * time.Millisecond)
+		return clock
+	}
+	f := newFixture(t, 300, func(o *poller.Options) { o.Now = now; o.FullSyncInterval = 2 * time.Second })
+	inflight := f.sim.AddN(5, plugchoice.StatusProcessing)
+	f.cycle() // baseline
+	var pages atomic.Int32
+	f.sim.SetOnRequest(func(r *http.Request) {
+		if !strings.Contains(r.URL.RawQuery, "filter") && pages.Add(1) == 5 {
+			f.sim.SetStatus(inflight[0], plugchoice.StatusReady)
+		}
+	})
+	rep := f.cycle()
+	f.sim.SetOnRequest(nil)
+	if !rep.Full {
+		t.Fatalf("want a full listing: %+v", rep)
+	}
+	if q, want := f.queued(), inflight[0]+":export.ready"; !slices.Contains(q, want) {
+		t.Fatalf("after the full listing: queued %v, want %s among them", q, want)
 	}
 }

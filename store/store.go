@@ -239,8 +239,8 @@ func (s *Store) CommitCycle(c Cycle) error {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		snap := tx.Bucket(bktSnapshot)
 		// Sorted keys: bbolt inserts in key order cheaply, in random order (map
-		// iteration) it splits pages over and over (5.4 s against 0.19 s for a first
-		// cycle of 100k exports, BENCHMARKS.md).
+		// iteration) it splits pages over and over (more than 10x slower for a first
+		// cycle of 100k exports: BenchmarkBaselineCommit100k, BENCHMARKS.md finding B).
 		keys := make([]string, 0, len(c.Upserts))
 		for uuid := range c.Upserts {
 			keys = append(keys, uuid)
