@@ -71,6 +71,9 @@ func defaults() config.Config {
 		APIURL:               "https://app.plugchoice.com/api/v3",
 		PollInterval:         30 * time.Second,
 		PollIntervalActive:   10 * time.Second,
+		Store:                config.StoreBolt,
+		StoreNATSReplicas:    1,
+		LeaseTTL:             15 * time.Second,
 		FullSyncInterval:     10 * time.Minute,
 		HTTPTimeout:          20 * time.Second,
 		StateDir:             "./data",
@@ -644,8 +647,7 @@ CONFIG_FILE POLL_INTERVAL_ACTIVE SINK_FAILURE_ALERT STORE STORE_NATS_URL STORE_N
 
 // notYet are SPEC settings this version does not have yet (each names its issue).
 var notYet = map[string]bool{
-	"SINK_FAILURE_ALERT": true,                                                                         // issue 13
-	"STORE":              true, "STORE_NATS_URL": true, "STORE_NATS_REPLICAS": true, "LEASE_TTL": true, // issue 16
+	"SINK_FAILURE_ALERT": true, // issue 13
 }
 
 var specSecrets = []string{"API_TOKEN", "ADMIN_TOKEN", "NATS_TOKEN", "NATS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_TOKEN", "WEBHOOK_SECRET"}
