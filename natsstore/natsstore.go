@@ -271,6 +271,9 @@ func (s *Store) ctx() (context.Context, context.CancelFunc) {
 
 // ---- names ----
 
+// Token is esc exported: s as one subject token and KV key token (lease keys use it).
+func Token(s string) string { return esc(s) }
+
 // esc makes s a single subject token and KV key token: plain tokens as they are, any
 // other string (and one starting with '=') as '=' + base64url.
 func esc(s string) string {

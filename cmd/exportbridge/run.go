@@ -51,7 +51,7 @@ func runBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, s
 	orphCtx, stopOrph := context.WithCancel(ctx)
 	orphDone := make(chan struct{})
 	go func() { defer close(orphDone); b.watchOrphans(orphCtx) }()
-	_ = b.poller.Run(ctx)
+	b.runPoller(ctx)
 	stopOrph()
 	<-orphDone
 	l.Info("stopping: polling stopped, waiting for in-flight deliveries", "grace", cfg.ShutdownTimeout.String())
