@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/natsembed"
+	"github.com/exportbridge/exportbridge/natsstore"
+	"github.com/exportbridge/exportbridge/store"
+)
+
+// TestAdminCommandsOnJetStream: with STORE=nats, state, dlq and queue work straight on
+// JetStream, with no bridge running.
+func TestAdminCommandsOnJetStream(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	st, err := natsstore.OpenURL(context.Background(), srv.ClientURL(), natsstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ev := func(id string) event.Event {
+		return event.Event{ID: id, Type: "export.ready", Subject: "u-" + id, Status: "ready", DetectedAt: time.Now(), Body: []byte(`{"id":"` + id + `"}`)}
+	}
+	if err := st.Enqueue("webhook", ev("queued-1"), ev("dead-1")); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.Pending("webhook", 0, 0)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("Pending = %d records, %v", len(recs), err)
+	}
+	recs[1].Attempts, recs[1].LastError = 1, "HTTP 410: gone"
+	if err := st.Settle("webhook", store.Settlement{Dead: recs[1:]}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"EXPORTBRIDGE_STORE": "nats", "EXPORTBRIDGE_STORE_NATS_URL": srv.ClientURL(), "EXPORTBRIDGE_STATE_DIR": t.TempDir()}
+
+	out, errOut, code := run(t, env, 30*time.Second, "state", "--json")
+	var s struct {
+		Outbox      map[string]int `json:"outbox"`
+		DeadLetters map[string]int `json:"dead_letters"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.Outbox["webhook"] != 1 {
+		t.Errorf("state --json: exit %d, %s %s; want outbox webhook 1", code, out, errOut)
+	}
+	out, errOut, code = run(t, env, 30*time.Second, "dlq", "list")
+	if code != 0 || !strings.Contains(out, "dead-1") || strings.Contains(out, "queued-1") {
+		t.Errorf("dlq list: exit %d, %s %s; want dead-1 only", code, out, errOut)
+	}
+	if _, errOut, code = run(t, env, 30*time.Second, "dlq", "replay", "dead-1"); code != 0 {
+		t.Errorf("dlq replay: exit %d: %s", code, errOut)
+	}
+	if q, d, err := st.Depths("webhook"); err != nil || q != 2 || d != 0 {
+		t.Errorf("after replay: %d queued, %d dead, %v; want 2, 0", q, d, err)
+	}
+	env["EXPORTBRIDGE_STDOUT"] = "true"
+	if _, errOut, code = run(t, env, 30*time.Second, "queue", "move", "--from", "webhook", "--to", "stdout"); code != 0 {
+		t.Errorf("queue move: exit %d: %s", code, errOut)
+	}
+	if q, _, _ := st.Depths("stdout"); q != 2 {
+		t.Errorf("after queue move: stdout has %d queued, want 2", q)
+	}
+}
