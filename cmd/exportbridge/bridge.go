@@ -178,7 +178,7 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	b.checkStoredSinks()
 	for _, s := range b.specs {
 		b.disp = append(b.disp, delivery.NewDispatcher(b.queueFor(s.Name), delivery.DispatcherOptions{
-			Sink: s.sink, Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
+			Sink: b.fenceSink(s.Name, s.sink), Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
 			Grace: b.grace(), Logger: log, Metrics: m,
 		}))
 	}

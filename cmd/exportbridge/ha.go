@@ -14,8 +14,10 @@ import (
 
 	"github.com/exportbridge/exportbridge/config"
 	"github.com/exportbridge/exportbridge/delivery"
+	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/lease"
 	"github.com/exportbridge/exportbridge/natsstore"
+	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/sinks"
@@ -140,9 +142,84 @@ func (b *bridge) queueFor(sink string) delivery.Queue {
 	if b.ha == nil {
 		return b.st
 	}
-	h := &held{}
-	b.ha.sinks[sink] = h
-	return b.ha.st.Fenced(h.check)
+	return b.ha.st.Fenced(b.ha.heldFor(sink).check)
+}
+
+func (h *ha) heldFor(sink string) *held {
+	if h.sinks[sink] == nil {
+		h.sinks[sink] = &held{}
+	}
+	return h.sinks[sink]
+}
+
+// valid is the cheap fence of each delivery and API request: the lease is held and,
+// by this process's clock, not past its deadline (a process resumed after SIGSTOP
+// finds it past and stops before it sends anything).
+func (h *held) valid() error {
+	if l := h.cur.Load(); l == nil || !l.Valid() {
+		return errNoLease
+	}
+	return nil
+}
+
+// fenceSink makes sink refuse deliveries while this replica does not hold its lease.
+func (b *bridge) fenceSink(name string, s sinks.Sink) sinks.Sink {
+	if b.ha == nil {
+		return s
+	}
+	return fencedSink{Sink: s, h: b.ha.heldFor(name)}
+}
+
+type fencedSink struct {
+	sinks.Sink
+	h *held
+}
+
+func (f fencedSink) Deliver(ctx context.Context, e event.Event) error {
+	if err := f.h.valid(); err != nil {
+		return fmt.Errorf("sink %s: %w", f.Name(), err)
+	}
+	return f.Sink.Deliver(ctx, e)
+}
+
+// OnRecover passes the dispatcher's wake-up on to a sink that has one.
+func (f fencedSink) OnRecover(wake func()) {
+	if w, ok := f.Sink.(sinks.Waker); ok {
+		w.OnRecover(wake)
+	}
+}
+
+// fencedLister refuses API requests while this replica does not hold the account's
+// lease: a poller resumed after a SIGSTOP past its lease sends nothing.
+type fencedLister struct {
+	poller.Lister
+	h *held
+}
+
+func (f fencedLister) List(ctx context.Context, q plugchoice.Query) (*plugchoice.Listing, error) {
+	if err := f.h.valid(); err != nil {
+		return nil, err
+	}
+	return f.Lister.List(ctx, q)
+}
+
+func (f fencedLister) Each(ctx context.Context, q plugchoice.Query, fn func(page int, exports []plugchoice.Export) error) (int, error) {
+	if err := f.h.valid(); err != nil {
+		return 0, err
+	}
+	return f.Lister.Each(ctx, q, func(page int, exports []plugchoice.Export) error {
+		if err := f.h.valid(); err != nil {
+			return err
+		}
+		return fn(page, exports)
+	})
+}
+
+func (f fencedLister) ListPage(ctx context.Context, q plugchoice.Query, page int) (*plugchoice.Page, error) {
+	if err := f.h.valid(); err != nil {
+		return nil, err
+	}
+	return f.Lister.ListPage(ctx, q, page)
 }
 
 // grace is how long a stopping dispatcher lets in-flight deliveries finish: with leases
@@ -168,6 +245,7 @@ func (b *bridge) runPoller(ctx context.Context) {
 		defer b.ha.poller.cur.Store(nil)
 		o := b.pollOpts
 		o.Store = b.ha.st.Fenced(b.ha.poller.check)
+		o.Client = fencedLister{Lister: o.Client, h: b.ha.poller}
 		p, err := poller.New(o)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,6 +129,88 @@ func TestHAReplicas(t *testing.T) {
 	}
 	report(t, "3 replicas, LEASE_TTL %s, %d steps, %d SIGKILLs of the active poller; pollers seen by the API %v; takeover (kill to the next poller's first request) %v; %s",
 		ttl, steps, len(kills), segs, takeovers, r)
+}
+
+// TestHAStoppedLeader (STORE=nats): the replica holding every lease is SIGSTOPped past
+// its LEASE_TTL, the other takes over, and the stopped one is SIGCONTinued: it sends no
+// API request and does not deliver again (it has not won a lease back), so there are
+// never two pollers and every export's events arrive in order.
+func TestHAStoppedLeader(t *testing.T) {
+	needChaos(t)
+	const ttl = 3 * time.Second
+	token := newSecret("apitoken")
+	var pollers pollerLog
+	sim, apiURL := newSim(t, token, 0, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pollers.record(r.RemoteAddr)
+			next.ServeHTTP(w, r)
+		})
+	})
+	live := sim.AddN(pick(100, 300), "pending")
+	h := newHook(t)
+	js, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { js.Shutdown(); js.WaitForShutdown() })
+	newEnv := func(i int) map[string]string {
+		env := baseEnv(apiURL, token, filepath.Join(t.TempDir(), fmt.Sprint(i)))
+		env["EXPORTBRIDGE_STORE"] = "nats"
+		env["EXPORTBRIDGE_STORE_NATS_URL"] = js.ClientURL()
+		env["EXPORTBRIDGE_LEASE_TTL"] = ttl.String()
+		env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
+		env["EXPORTBRIDGE_WEBHOOK_SECRET"] = h.Secret
+		return env
+	}
+	leader := start(t, newEnv(0), "run")
+	pollers.setPIDs([]int{leader.PID()})
+	leader.WaitPolls(1, 60*time.Second) // the leader holds the poller and the sink lease
+	standby := start(t, newEnv(1), "run")
+	pollers.setPIDs([]int{leader.PID(), standby.PID()})
+	baseline := len(sim.Transitions())
+
+	hold := ttl + 3*time.Second
+	d := newDriver(sim, live, 2)
+	var stopAt, contAt time.Time
+	steps := pick(10, 30)
+	for s := range steps {
+		d.step(0.3)
+		if s == steps/3 {
+			time.Sleep(hold / 2)
+			leader.Signal(syscall.SIGSTOP)
+			stopAt = time.Now()
+			time.Sleep(2*ttl + time.Second) // past the TTL: the standby takes over
+			d.step(0.3)                     // a change only the new leader can see
+			time.Sleep(hold)
+			leader.Signal(syscall.SIGCONT)
+			contAt = time.Now()
+			continue
+		}
+		time.Sleep(hold)
+	}
+	time.Sleep(hold)
+	want := expectedSince(sim, baseline, nil)
+	if len(want) == 0 || stopAt.IsZero() {
+		t.Fatalf("%d transitions, stopped at %v: nothing to check", len(want), stopAt)
+	}
+	bridgetest.WaitFor(t, 90*time.Second, fmt.Sprintf("%d webhook events", len(want)), func() bool {
+		return hasAll(h.deliveries(), want)
+	})
+	time.Sleep(2 * time.Second)
+	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	segs := pollers.segments()
+	if len(segs) != 2 || segs[0].replica != 0 || segs[1].replica != 1 {
+		t.Errorf("pollers seen by the API: %v, want the leader then the standby, once each", segs)
+	} else if segs[0].to.After(stopAt) {
+		t.Errorf("the stopped leader sent an API request at %s, after it was stopped at %s", segs[0].to.Format(time.StampMilli), stopAt.Format(time.StampMilli))
+	}
+	if leader.Exited() {
+		t.Errorf("the resumed leader exited (code %d), want it standing by", leader.Code())
+	}
+	if !strings.Contains(leader.Stderr.String(), `"msg":"lease given up"`) {
+		t.Errorf("the resumed leader did not log that it gave its leases up")
+	}
+	report(t, "LEASE_TTL %s, leader SIGSTOPped for %s; pollers seen by the API %v; %s", ttl, contAt.Sub(stopAt).Round(100*time.Millisecond), segs, r)
 }
 
 func totalPolls(ps []*proc) int {
