@@ -82,13 +82,23 @@ func (s *Store) has(ctx context.Context, key string) (bool, error) {
 	return true, nil
 }
 
-// batch publishes messages asynchronously and waits for all their acks.
+// batch publishes messages asynchronously and waits for their acks, at most
+// maxInFlight at a time (past the client's limit of pending acks a publish stalls).
 type batch struct {
 	js   jetstream.JetStream
+	ctx  context.Context
 	futs []jetstream.PubAckFuture
+	acks []*jetstream.PubAck
 }
 
+const maxInFlight = 1024
+
 func (b *batch) add(m *nats.Msg, opts ...jetstream.PublishOpt) error {
+	if len(b.futs) >= maxInFlight {
+		if err := b.drain(); err != nil {
+			return err
+		}
+	}
 	f, err := b.js.PublishMsgAsync(m, opts...)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", m.Subject, err)
@@ -97,20 +107,29 @@ func (b *batch) add(m *nats.Msg, opts ...jetstream.PublishOpt) error {
 	return nil
 }
 
-// wait returns the acks in order, or the first error.
-func (b *batch) wait(ctx context.Context) ([]*jetstream.PubAck, error) {
-	acks := make([]*jetstream.PubAck, len(b.futs))
-	for i, f := range b.futs {
+func (b *batch) drain() error {
+	for _, f := range b.futs {
 		select {
 		case a := <-f.Ok():
-			acks[i] = a
+			b.acks = append(b.acks, a)
 		case err := <-f.Err():
-			return nil, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
+			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		case <-b.ctx.Done():
+			return fmt.Errorf("publish %s: %w", f.Msg().Subject, b.ctx.Err())
 		}
 	}
 	b.futs = b.futs[:0]
+	return nil
+}
+
+// wait returns the acks of everything added since the last wait, in order, or the
+// first error.
+func (b *batch) wait() ([]*jetstream.PubAck, error) {
+	if err := b.drain(); err != nil {
+		return nil, err
+	}
+	acks := b.acks
+	b.acks = nil
 	return acks, nil
 }
 
@@ -147,7 +166,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 		return fmt.Errorf("commit cycle: %w", err)
 	}
 	now := time.Now()
-	b := batch{js: s.js}
+	b := batch{js: s.js, ctx: ctx}
 	for _, r := range c.Events {
 		for _, sink := range r.Sinks {
 			if err := checkSink(sink); err != nil {
@@ -163,7 +182,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 			}
 		}
 	}
-	if _, err := b.wait(ctx); err != nil {
+	if _, err := b.wait(); err != nil {
 		return fmt.Errorf("commit cycle: outbox: %w", err)
 	}
 	if err := s.checkFence(); err != nil {
@@ -179,12 +198,6 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 		if err := b.add(kvPut(prefix+esc(uuid), encodeEntry(c.Upserts[uuid]))); err != nil {
 			return fmt.Errorf("commit cycle: snapshot: %w", err)
 		}
-		// Bound the acks in flight (and the memory they hold) on a large baseline.
-		if len(b.futs) >= 4096 {
-			if _, err := b.wait(ctx); err != nil {
-				return fmt.Errorf("commit cycle: snapshot: %w", err)
-			}
-		}
 	}
 	for _, uuid := range c.Removes {
 		if uuid == "" {
@@ -194,7 +207,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 			return fmt.Errorf("commit cycle: snapshot: %w", err)
 		}
 	}
-	if _, err := b.wait(ctx); err != nil {
+	if _, err := b.wait(); err != nil {
 		return fmt.Errorf("commit cycle: snapshot: %w", err)
 	}
 	if _, err := s.kv.Put(ctx, s.pollKey(), poll); err != nil {
@@ -261,7 +274,7 @@ func (s *Store) Enqueue(sink string, evs ...event.Event) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	now := time.Now()
-	b := batch{js: s.js}
+	b := batch{js: s.js, ctx: ctx}
 	for i := range evs {
 		rec := store.Record{Event: evs[i], EnqueuedAt: now}
 		m, err := recordMsg(outboxSubject(sink), &rec, false)
@@ -272,7 +285,7 @@ func (s *Store) Enqueue(sink string, evs ...event.Event) error {
 			return fmt.Errorf("enqueue: %w", err)
 		}
 	}
-	if _, err := b.wait(ctx); err != nil {
+	if _, err := b.wait(); err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	return nil

@@ -207,7 +207,7 @@ func (s *Store) settle(ctx context.Context, sink string, st store.Settlement) er
 		}
 		dead = append(dead, cur)
 	}
-	b := batch{js: s.js}
+	b := batch{js: s.js, ctx: ctx}
 	for i := range dead {
 		m, err := recordMsg(dlqSubject(sink), &dead[i], true)
 		if err != nil {
@@ -219,7 +219,7 @@ func (s *Store) settle(ctx context.Context, sink string, st store.Settlement) er
 			return fmt.Errorf("dead-letter seq %d: %w", dead[i].Seq, err)
 		}
 	}
-	if _, err := b.wait(ctx); err != nil {
+	if _, err := b.wait(); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
 	gone := append(slices.Clone(st.Acks), make([]uint64, 0, len(dead))...)
@@ -363,7 +363,7 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
 	now := time.Now()
-	b := batch{js: s.js}
+	b := batch{js: s.js, ctx: ctx}
 	for _, d := range dl {
 		rec := store.Record{Event: d.rec.Event, EnqueuedAt: now}
 		m, err := recordMsg(outboxSubject(d.rec.Sink), &rec, false)
@@ -377,7 +377,7 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 			return 0, fmt.Errorf("replay: %w", err)
 		}
 	}
-	if _, err := b.wait(ctx); err != nil {
+	if _, err := b.wait(); err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
 	for _, d := range dl {
@@ -606,7 +606,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 	if len(recs)+len(dl) == 0 {
 		return 0, 0, notFound("queue move %s to %s: sink %s has no queued events or dead letters", from, to, from)
 	}
-	b := batch{js: s.js}
+	b := batch{js: s.js, ctx: ctx}
 	for i := range recs {
 		m, err := recordMsg(outboxSubject(to), &recs[i], true)
 		if err != nil {
@@ -617,7 +617,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 			return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 		}
 	}
-	acks, err := b.wait(ctx)
+	acks, err := b.wait()
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 	}
@@ -644,7 +644,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 			return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 		}
 	}
-	if _, err := b.wait(ctx); err != nil {
+	if _, err := b.wait(); err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 	}
 	err = s.scan(ctx, "meta."+esc(from)+".>", func(key string, v []byte) error {

@@ -68,3 +68,40 @@ func TestAdminCommandsOnJetStream(t *testing.T) {
 		t.Errorf("after queue move: stdout has %d queued, want 2", q)
 	}
 }
+
+// TestMigrateCommand: `migrate --to nats` copies a bolt store once; a second run says so
+// and copies nothing.
+func TestMigrateCommand(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	dir := t.TempDir()
+	b, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Enqueue("webhook", event.Event{ID: "m-1", Type: "export.ready", Subject: "u1", Status: "ready", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	env := map[string]string{"EXPORTBRIDGE_STORE_NATS_URL": srv.ClientURL(), "EXPORTBRIDGE_STATE_DIR": dir}
+	for i, want := range []string{"1 queued events", "already migrated"} {
+		out, errOut, code := run(t, env, 30*time.Second, "migrate", "--to", "nats")
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("run %d: exit %d, stdout %q, stderr %q; want %q", i+1, code, out, errOut, want)
+		}
+	}
+	if _, errOut, code := run(t, env, 30*time.Second, "migrate"); code != 2 || !strings.Contains(errOut, "--to nats") {
+		t.Errorf("migrate without --to: exit %d, %q; want 2 and a hint", code, errOut)
+	}
+	st, err := natsstore.OpenURL(context.Background(), srv.ClientURL(), natsstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if q, _, _ := st.Depths("webhook"); q != 1 {
+		t.Errorf("JetStream webhook queue = %d, want 1 (copied once)", q)
+	}
+}

@@ -50,6 +50,7 @@ Commands:
   state          print store statistics
   queue move     re-home the events of a renamed sink --from OLD --to NEW
   queue drop     delete the events of a removed sink --sink OLD
+  migrate        copy the bolt store into JetStream once --to nats (for STORE=nats)
   demo           run against an embedded simulated API, NATS and webhook receiver [--duration D]
   version        print version, commit, Go version
   healthcheck    GET /healthz on EXPORTBRIDGE_LISTEN_ADDR; exit 0 or 1
@@ -109,6 +110,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdState(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "exportbridge %s\ncommit %s\n%s\n", version, buildCommit(), runtime.Version())
 		return nil
