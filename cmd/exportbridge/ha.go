@@ -240,6 +240,10 @@ func (b *bridge) runPoller(ctx context.Context) {
 		return
 	}
 	key := "poller." + natsstore.Token(natsstore.DefaultAccount)
+	fctx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { defer close(followed); b.followPolls(fctx) }()
+	defer func() { stopFollow(); <-followed }()
 	lease.Hold(ctx, lease.HoldOptions{KV: b.ha.kv, Key: key, Holder: b.ha.holder, Logger: b.log}, func(ctx context.Context, l *lease.Lease) error {
 		b.ha.poller.cur.Store(l)
 		defer b.ha.poller.cur.Store(nil)
@@ -263,6 +267,32 @@ const wakeSubject = "exportbridge.wake"
 func (b *bridge) wakeReplicas() {
 	if b.ha != nil {
 		_ = b.ha.st.Conn().Publish(wakeSubject, nil)
+	}
+}
+
+// followPolls feeds /readyz of a standby replica from the poll facts the active poller
+// stores, so that a healthy standby is ready (a rolling update waits for readiness).
+func (b *bridge) followPolls(ctx context.Context) {
+	t := time.NewTicker(b.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if b.ha.poller.cur.Load() != nil {
+			continue // this replica polls: its poller reports itself
+		}
+		p, err := b.st.LastPoll()
+		switch {
+		case err != nil:
+			b.health.StoreError(err)
+		case p.OK:
+			b.health.PollOK(p.At)
+		case !p.At.IsZero():
+			b.health.PollFailed(p.At, "poll", p.Error, false)
+		}
 	}
 }
 

@@ -44,8 +44,11 @@ func TestHAReplicas(t *testing.T) {
 	t.Cleanup(func() { js.Shutdown(); js.WaitForShutdown() })
 
 	procs := make([]*proc, 3)
+	listen := make([]string, 3)
 	for i := range procs {
 		env := baseEnv(apiURL, token, filepath.Join(t.TempDir(), fmt.Sprint(i)))
+		listen[i] = bridgetest.FreeAddr(t)
+		env["EXPORTBRIDGE_LISTEN_ADDR"] = listen[i]
 		env["EXPORTBRIDGE_STORE"] = "nats"
 		env["EXPORTBRIDGE_STORE_NATS_URL"] = js.ClientURL()
 		env["EXPORTBRIDGE_LEASE_TTL"] = ttl.String()
@@ -68,6 +71,15 @@ func TestHAReplicas(t *testing.T) {
 		return pollers.last() >= 0 && totalPolls(procs) > 0
 	})
 	baseline := len(sim.Transitions())
+	// Standbys are ready too: they follow the active poller's stored poll facts.
+	bridgetest.WaitFor(t, 15*time.Second, "every replica ready", func() bool {
+		for _, a := range listen {
+			if code, _ := readyz(a); code != http.StatusOK {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Each step is held longer than a takeover (LEASE_TTL + a retry + a poll), so that a
 	// poll sees every state even across a kill.
