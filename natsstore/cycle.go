@@ -84,20 +84,35 @@ func (s *Store) has(ctx context.Context, key string) (bool, error) {
 
 // batch publishes messages asynchronously and waits for their acks, at most
 // maxInFlight at a time (past the client's limit of pending acks a publish stalls).
+//
+// Pipelined publishes can be stored out of order when a server fails over (the client
+// re-sends one that got no answer after later ones went through), so a batch never has
+// two messages of one ordering key in flight: adding a second waits for the first.
 type batch struct {
 	js   jetstream.JetStream
 	ctx  context.Context
 	futs []jetstream.PubAckFuture
 	acks []*jetstream.PubAck
+	keys map[string]bool // ordering keys in flight
 }
 
 const maxInFlight = 1024
 
-func (b *batch) add(m *nats.Msg, opts ...jetstream.PublishOpt) error {
-	if len(b.futs) >= maxInFlight {
+// orderKey is the ordering key of a queued record: its subject (sink) and export.
+func orderKey(m *nats.Msg, r *store.Record) string { return m.Subject + " " + r.Event.OrderKey() }
+
+// add publishes m; key, when not empty, is its ordering key (see batch).
+func (b *batch) add(m *nats.Msg, key string, opts ...jetstream.PublishOpt) error {
+	if len(b.futs) >= maxInFlight || key != "" && b.keys[key] {
 		if err := b.drain(); err != nil {
 			return err
 		}
+	}
+	if key != "" {
+		if b.keys == nil {
+			b.keys = map[string]bool{}
+		}
+		b.keys[key] = true
 	}
 	f, err := b.js.PublishMsgAsync(m, opts...)
 	if err != nil {
@@ -119,6 +134,7 @@ func (b *batch) drain() error {
 		}
 	}
 	b.futs = b.futs[:0]
+	clear(b.keys)
 	return nil
 }
 
@@ -177,7 +193,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 			if err != nil {
 				return fmt.Errorf("commit cycle: %w", err)
 			}
-			if err := b.add(m, jetstream.WithMsgID(msgID(&r.Event, sink)), jetstream.WithExpectStream(OutboxStream)); err != nil {
+			if err := b.add(m, orderKey(m, &rec), jetstream.WithMsgID(msgID(&r.Event, sink)), jetstream.WithExpectStream(OutboxStream)); err != nil {
 				return fmt.Errorf("commit cycle: outbox: %w", err)
 			}
 		}
@@ -195,7 +211,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 	slices.Sort(keys)
 	prefix := s.snapPrefix()
 	for _, uuid := range keys {
-		if err := b.add(kvPut(prefix+esc(uuid), encodeEntry(c.Upserts[uuid]))); err != nil {
+		if err := b.add(kvPut(prefix+esc(uuid), encodeEntry(c.Upserts[uuid])), ""); err != nil {
 			return fmt.Errorf("commit cycle: snapshot: %w", err)
 		}
 	}
@@ -203,7 +219,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 		if uuid == "" {
 			continue
 		}
-		if err := b.add(kvDel(prefix + esc(uuid))); err != nil {
+		if err := b.add(kvDel(prefix+esc(uuid)), ""); err != nil {
 			return fmt.Errorf("commit cycle: snapshot: %w", err)
 		}
 	}
@@ -281,7 +297,7 @@ func (s *Store) Enqueue(sink string, evs ...event.Event) error {
 		if err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
-		if err := b.add(m, jetstream.WithMsgID(msgID(&evs[i], sink)), jetstream.WithExpectStream(OutboxStream)); err != nil {
+		if err := b.add(m, orderKey(m, &rec), jetstream.WithMsgID(msgID(&evs[i], sink)), jetstream.WithExpectStream(OutboxStream)); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
 	}

@@ -146,7 +146,7 @@ func (s *Store) importQueue(sink string, queued, dead []store.Record) error {
 			return err
 		}
 		id := fmt.Sprintf("%s/migrate/%d", msgID(&queued[i].Event, sink), queued[i].Seq)
-		if err := b.add(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(OutboxStream)); err != nil {
+		if err := b.add(m, orderKey(m, &queued[i]), jetstream.WithMsgID(id), jetstream.WithExpectStream(OutboxStream)); err != nil {
 			return err
 		}
 	}
@@ -172,7 +172,7 @@ func (s *Store) importQueue(sink string, queued, dead []store.Record) error {
 		}
 		m.Header.Set(hdrSeq, strconv.FormatUint(dead[i].Seq, 10))
 		id := fmt.Sprintf("dead/%s/migrate/%d", esc(sink), dead[i].Seq)
-		if err := b.add(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
+		if err := b.add(m, orderKey(m, &dead[i]), jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
 			return err
 		}
 	}

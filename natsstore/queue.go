@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/exportbridge/exportbridge/store"
@@ -103,14 +105,27 @@ func (s *Store) Pending(sink string, afterSeq uint64, limit int) ([]store.Record
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var out []store.Record
-	err := s.read(ctx, s.outbox, outboxSubject(sink), afterSeq+1, limit, func(m jetstream.Msg) error {
-		rec, _, err := decodeMsg(outboxPrefix, m)
-		if err != nil {
-			return err
+	var err error
+	// A consumer created while the cluster moves a stream's leader can find no
+	// responder: a read is repeated a few times before the error is the caller's.
+	for try := 0; ; try++ {
+		out = out[:0]
+		err = s.read(ctx, s.outbox, outboxSubject(sink), afterSeq+1, limit, func(m jetstream.Msg) error {
+			rec, _, err := decodeMsg(outboxPrefix, m)
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+		if err == nil || try == 4 || !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			break
 		}
-		out = append(out, rec)
-		return nil
-	})
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pending %s: %w", sink, err)
 	}
@@ -155,6 +170,50 @@ func deleteMsg(ctx context.Context, st jetstream.Stream, seq uint64) error {
 		return nil
 	}
 	return fmt.Errorf("delete seq %d: %w", seq, err)
+}
+
+// deleteWorkers is how many outbox deletes of one settlement are in flight at once
+// (each is a JetStream API request).
+const deleteWorkers = 8
+
+// deleteAll removes seqs from sink's outbox, and their attempt state, deleteWorkers at a
+// time.
+func (s *Store) deleteAll(ctx context.Context, sink string, seqs []uint64) error {
+	work := make(chan uint64)
+	errs := make(chan error, deleteWorkers)
+	var wg sync.WaitGroup
+	for range min(deleteWorkers, len(seqs)) {
+		wg.Go(func() {
+			for seq := range work {
+				if err := deleteMsg(ctx, s.outbox, seq); err != nil {
+					errs <- fmt.Errorf("outbox: %w", err)
+					return
+				}
+				if err := s.dropAttempt(ctx, sink, seq); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	var err error
+feed:
+	for _, seq := range seqs {
+		select {
+		case work <- seq:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	return err
 }
 
 // dropAttempt deletes att.<sink>.<seq> when this store knows of one.
@@ -215,7 +274,7 @@ func (s *Store) settle(ctx context.Context, sink string, st store.Settlement) er
 		}
 		m.Header.Set(hdrSeq, strconv.FormatUint(dead[i].Seq, 10))
 		id := fmt.Sprintf("dead/%s/%d", esc(sink), dead[i].Seq)
-		if err := b.add(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
+		if err := b.add(m, orderKey(m, &dead[i]), jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
 			return fmt.Errorf("dead-letter seq %d: %w", dead[i].Seq, err)
 		}
 	}
@@ -226,13 +285,8 @@ func (s *Store) settle(ctx context.Context, sink string, st store.Settlement) er
 	for i := range dead {
 		gone = append(gone, dead[i].Seq)
 	}
-	for _, seq := range gone {
-		if err := deleteMsg(ctx, s.outbox, seq); err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		if err := s.dropAttempt(ctx, sink, seq); err != nil {
-			return err
-		}
+	if err := s.deleteAll(ctx, sink, gone); err != nil {
+		return err
 	}
 	for i := range st.Attempts {
 		r := &st.Attempts[i]
@@ -373,7 +427,7 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 		// A fresh id per dead letter: the event's own is in the duplicate window still
 		// when the dead-lettering was quick.
 		id := fmt.Sprintf("%s/replay/%d", msgID(&d.rec.Event, d.rec.Sink), d.dseq)
-		if err := b.add(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(OutboxStream)); err != nil {
+		if err := b.add(m, orderKey(m, &rec), jetstream.WithMsgID(id), jetstream.WithExpectStream(OutboxStream)); err != nil {
 			return 0, fmt.Errorf("replay: %w", err)
 		}
 	}
@@ -613,7 +667,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 			return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 		}
 		id := fmt.Sprintf("%s/move/%d", msgID(&recs[i].Event, to), recs[i].Seq)
-		if err := b.add(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(OutboxStream)); err != nil {
+		if err := b.add(m, orderKey(m, &recs[i]), jetstream.WithMsgID(id), jetstream.WithExpectStream(OutboxStream)); err != nil {
 			return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 		}
 	}
@@ -640,7 +694,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 		}
 		m.Header.Set(hdrSeq, strconv.FormatUint(rec.Seq, 10))
 		id := fmt.Sprintf("dead/%s/move/%d", esc(to), d.dseq)
-		if err := b.add(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
+		if err := b.add(m, orderKey(m, &rec), jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
 			return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 		}
 	}

@@ -44,7 +44,7 @@ var (
 // restart of the bridge).
 type backend struct {
 	name string
-	open func(t *testing.T) (s stateStore, reopen func() stateStore)
+	open func(t testing.TB) (s stateStore, reopen func() stateStore)
 }
 
 func startServer(t testing.TB) *natsserver.Server {
@@ -68,7 +68,7 @@ func openNATS(t testing.TB, url string, o natsstore.Options) *natsstore.Store {
 }
 
 var backends = []backend{
-	{"bolt", func(t *testing.T) (stateStore, func() stateStore) {
+	{"bolt", func(t testing.TB) (stateStore, func() stateStore) {
 		dir := t.TempDir()
 		open := func() *store.Store {
 			s, err := store.Open(dir, store.Options{})
@@ -87,7 +87,7 @@ var backends = []backend{
 			return s
 		}
 	}},
-	{"nats", func(t *testing.T) (stateStore, func() stateStore) {
+	{"nats", func(t testing.TB) (stateStore, func() stateStore) {
 		url := startServer(t).ClientURL()
 		s := openNATS(t, url, natsstore.Options{})
 		return s, func() stateStore {
