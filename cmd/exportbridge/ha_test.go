@@ -105,3 +105,11 @@ func TestMigrateCommand(t *testing.T) {
 		t.Errorf("JetStream webhook queue = %d, want 1 (copied once)", q)
 	}
 }
+
+func TestOnceRefusesSharedState(t *testing.T) {
+	env := map[string]string{"EXPORTBRIDGE_STORE": "nats", "EXPORTBRIDGE_STORE_NATS_URL": "nats://127.0.0.1:1", "EXPORTBRIDGE_API_TOKEN": "t", "EXPORTBRIDGE_STDOUT": "true"}
+	_, errOut, code := run(t, env, 30*time.Second, "once")
+	if code != 2 || !strings.Contains(errOut, "use run") {
+		t.Errorf("once with STORE=nats: exit %d, %q; want 2 and a hint to use run", code, errOut)
+	}
+}

@@ -72,6 +72,9 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if cfg.Store == config.StoreNATS {
+		return usageErr("once runs one bridge on its own store; with EXPORTBRIDGE_STORE=nats the replicas share the state and take turns through leases: use run")
+	}
 	log := newLogger(cfg, stderr, specs...)
 	b, err := openBridge(ctx, cfg, specs, stdout, log)
 	if err != nil {

@@ -2,7 +2,9 @@ package chaos
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -223,6 +226,93 @@ func TestHAStoppedLeader(t *testing.T) {
 		t.Errorf("the resumed leader did not log that it gave its leases up")
 	}
 	report(t, "LEASE_TTL %s, leader SIGSTOPped for %s; pollers seen by the API %v; %s", ttl, contAt.Sub(stopAt).Round(100*time.Millisecond), segs, r)
+}
+
+// TestHAKillLoop (STORE=nats): three replicas on one embedded JetStream server, LEASE_TTL
+// 3s; a random replica (poller, dispatcher or standby) is SIGKILLed and restarted every
+// 2-4 s while the exports move. Every transition reaches the webhook in per-export
+// order; duplicates carry identical bytes.
+func TestHAKillLoop(t *testing.T) {
+	needChaos(t)
+	const ttl = 3 * time.Second
+	wantKills, wantTransitions := pick(20, 60), pick(500, 1500)
+	token := newSecret("apitoken")
+	sim, apiURL := newSim(t, token, 0, nil)
+	live := sim.AddN(pick(150, 400), "pending")
+	h := newHook(t)
+	h.setDelay(func() time.Duration { return 5*time.Millisecond + mrand.N(45*time.Millisecond) })
+	js, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { js.Shutdown(); js.WaitForShutdown() })
+	envs := make([]map[string]string, 3)
+	var procs [3]atomic.Pointer[proc]
+	for i := range envs {
+		env := baseEnv(apiURL, token, filepath.Join(t.TempDir(), fmt.Sprint(i)))
+		env["EXPORTBRIDGE_STORE"] = "nats"
+		env["EXPORTBRIDGE_STORE_NATS_URL"] = js.ClientURL()
+		env["EXPORTBRIDGE_LEASE_TTL"] = ttl.String()
+		env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
+		env["EXPORTBRIDGE_WEBHOOK_SECRET"] = h.Secret
+		env["EXPORTBRIDGE_PER_PAGE"] = "100"
+		envs[i] = env
+		procs[i].Store(start(t, env, "run"))
+	}
+	bridgetest.WaitFor(t, 60*time.Second, "a first poll cycle", func() bool {
+		n := 0
+		for i := range procs {
+			n += procs[i].Load().Polls()
+		}
+		return n > 0
+	})
+	baseline := len(sim.Transitions())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kills := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { kills <- n }()
+		for n < wantKills {
+			if !sleepCtx(ctx, 2*time.Second+mrand.N(2*time.Second)) {
+				return
+			}
+			i := mrand.IntN(len(procs))
+			procs[i].Load().Kill()
+			n++
+			procs[i].Store(start(t, envs[i], "run"))
+		}
+	}()
+	// Each step is held longer than a takeover, so that a poll sees every state.
+	d := newDriver(sim, live, 3)
+	steps, nKills := 0, -1
+	for nKills < 0 || len(sim.Transitions())-baseline < wantTransitions {
+		d.step(0.3)
+		steps++
+		select {
+		case nKills = <-kills:
+		case <-time.After(ttl + 3*time.Second):
+		}
+		if steps > 200 {
+			break
+		}
+	}
+	cancel()
+	if nKills < 0 {
+		nKills = <-kills
+	}
+	time.Sleep(ttl + 3*time.Second) // the last step is seen
+	want := expectedSince(sim, baseline, nil)
+	if len(want) < wantTransitions || nKills < wantKills {
+		t.Fatalf("%d transitions (want %d) and %d kills (want %d)", len(want), wantTransitions, nKills, wantKills)
+	}
+	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d webhook events", len(want)), func() bool {
+		return hasAll(h.deliveries(), want)
+	})
+	time.Sleep(2 * time.Second)
+	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	report(t, "3 replicas, LEASE_TTL %s, %d steps, %d SIGKILLs of random replicas (restarted); %s", ttl, steps, nKills, r)
 }
 
 func totalPolls(ps []*proc) int {
