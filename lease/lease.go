@@ -222,17 +222,22 @@ func Hold(ctx context.Context, o HoldOptions, work func(ctx context.Context, l *
 			retry = min(max(st.TTL()/10, 100*time.Millisecond), time.Second)
 		}
 	}
+	warned := false // one warning per run of failures, not one per retry
 	for ctx.Err() == nil {
 		l, err := Acquire(ctx, o.KV, o.Key, o.Holder)
 		if err != nil {
-			if !errors.Is(err, ErrHeld) && ctx.Err() == nil {
-				log.Warn("cannot take lease", "error", err)
+			if !errors.Is(err, ErrHeld) && ctx.Err() == nil && !warned {
+				log.Warn("cannot take lease; retrying", "error", err, "every", retry.String())
+				warned = true
+			} else if errors.Is(err, ErrHeld) {
+				warned = false
 			}
 			if !sleep(ctx, retry) {
 				return
 			}
 			continue
 		}
+		warned = false
 		log.Info("lease taken", "holder", o.Holder, "ttl", l.ttl.String())
 		reason := holdWhile(ctx, l, log, work)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)

@@ -89,12 +89,14 @@ func (s *Store) attempts(ctx context.Context, sink string) (map[uint64]attempt, 
 	if err != nil {
 		return nil, err
 	}
+	// Merged, not replaced: a Settle running beside this scan may have added a key.
 	s.state.mu.Lock()
-	m := map[uint64]bool{}
-	for seq := range out {
-		m[seq] = true
+	if s.state.attempts[sink] == nil {
+		s.state.attempts[sink] = map[uint64]bool{}
 	}
-	s.state.attempts[sink] = m
+	for seq := range out {
+		s.state.attempts[sink][seq] = true
+	}
 	s.state.mu.Unlock()
 	return out, nil
 }
