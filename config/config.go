@@ -49,7 +49,7 @@ type Config struct {
 	APIBudget         int           `envconfig:"API_BUDGET" defdoc:"80% of X-RateLimit-Limit" desc:"API requests per minute this bridge may use (0: automatic)"`
 	StateDir          string        `envconfig:"STATE_DIR" default:"./data" desc:"directory of the embedded store (/data in the container image)"`
 	EmitExisting      bool          `envconfig:"EMIT_EXISTING" default:"false" desc:"emit events for the exports already there on first start"`
-	EmitRemoved       bool          `envconfig:"EMIT_REMOVED" default:"false" desc:"emit export.removed when an export leaves a complete listing"`
+	EmitRemoved       bool          `envconfig:"EMIT_REMOVED" default:"false" desc:"emit export.removed when an export is absent from two consecutive complete listings"`
 	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":9090" desc:"address (host:port) of the health and metrics server; set to empty to disable"`
 	AdminAddr         string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9091" desc:"address (host:port) of the admin endpoint used by dlq and state against a running bridge; set to empty to disable"`
 	AdminToken        string        `envconfig:"ADMIN_TOKEN" secret:"true" desc:"token for mutating admin calls; required when ADMIN_ADDR is not loopback"`
@@ -94,6 +94,7 @@ type Config struct {
 	Sinks []SinkEntry `ignored:"true"`
 
 	PollIntervalActive time.Duration `envconfig:"POLL_INTERVAL_ACTIVE" default:"10s" desc:"time between polls while any export is pending or processing, plus the same jitter (at least 1s, at most POLL_INTERVAL; the default is cut to a shorter POLL_INTERVAL)"`
+	SinkFailureAlert   time.Duration `envconfig:"SINK_FAILURE_ALERT" default:"5m" desc:"how long a sink is down (its breaker open) before bridge.sink_failing goes to the other sinks (0 disables)"`
 
 	Store             string        `envconfig:"STORE" default:"bolt" desc:"bolt (embedded file in STATE_DIR) or nats (JetStream, for N replicas; see Scale-out)"`
 	StoreNATSURL      List          `envconfig:"STORE_NATS_URL" defdoc:"NATS_URL" desc:"NATS servers holding the state when STORE=nats (comma list; auth and TLS as NATS_*)"`

@@ -47,6 +47,9 @@ func (l *loader) validate() {
 	l.positive("HTTP_TIMEOUT", c.HTTPTimeout, 0)
 	l.positive("RETRY_MAX_ELAPSED", c.RetryMaxElapsed, 0)
 	l.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0)
+	if ok("SINK_FAILURE_ALERT") && c.SinkFailureAlert < 0 {
+		l.problem("SINK_FAILURE_ALERT", "%s is negative (expected a duration such as 5m, or 0 to send no alert)", c.SinkFailureAlert)
+	}
 
 	if l.set["PER_PAGE"] {
 		l.intRange("PER_PAGE", c.PerPage, 1, 100)

@@ -1,6 +1,7 @@
 // Package delivery drains each sink's outbox queue: one Dispatcher per sink keeps
-// per-export order, retries on a schedule kept in the queue, and dead-letters what can
-// never be delivered. It depends on a small Queue interface, not on a store.
+// per-export order, retries on a schedule kept in the queue, dead-letters what can
+// never be delivered, and probes a down sink one attempt at a time (breaker.go). It
+// depends on a small Queue interface, not on a store.
 package delivery
 
 import (
@@ -72,15 +73,22 @@ type DispatcherOptions struct {
 	InitialInterval, MaxInterval time.Duration
 	// MaxRetryAfter caps a sink's Retry-After (default 1h).
 	MaxRetryAfter time.Duration
+	// ProbeInitial and ProbeMax shape the breaker's backoff between probes while the sink
+	// is down (defaults 1s and 30s; multiplier 2, randomization 0.5, capped at ProbeMax).
+	ProbeInitial, ProbeMax time.Duration
 	// Grace is how long in-flight deliveries may finish on stop (SHUTDOWN_TIMEOUT,
 	// default 10s; negative: cancel them at once).
-	Grace   time.Duration
+	Grace time.Duration
+	// Alert describes the sink for bridge.sink_failing / sink_recovered and says who
+	// queues them (nil Alerter or zero After: no alerts). See breaker.go.
+	Alert   AlertOptions
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 }
 
 // Dispatcher drains one sink's outbox queue: in order per export, concurrently across
-// exports, with retries on a schedule kept in the store.
+// exports, with retries on a schedule kept in the store, and a breaker that stops a
+// down sink from being hammered by every queued event's retry.
 type Dispatcher struct {
 	st   Queue
 	o    DispatcherOptions
@@ -91,6 +99,7 @@ type Dispatcher struct {
 	wake    chan struct{} // the sink's destination is back: retry waiting events now
 	queued  atomic.Int64
 	running atomic.Bool
+	down    atomic.Bool // the breaker is open
 
 	mu      sync.Mutex
 	settled chan struct{} // closed (and replaced) after each settle transaction
@@ -115,6 +124,15 @@ func NewDispatcher(st Queue, o DispatcherOptions) *Dispatcher {
 	}
 	if o.MaxRetryAfter <= 0 {
 		o.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if o.ProbeInitial <= 0 {
+		o.ProbeInitial = DefaultProbeInitial
+	}
+	if o.ProbeMax <= 0 {
+		o.ProbeMax = DefaultProbeMax
+	}
+	if o.ProbeMax < o.ProbeInitial {
+		o.ProbeMax = o.ProbeInitial
 	}
 	switch {
 	case o.Grace == 0:
@@ -154,6 +172,9 @@ func (d *Dispatcher) retryNow() {
 	default:
 	}
 }
+
+// Down reports whether the sink is down: its breaker is open (see Delivery health).
+func (d *Dispatcher) Down() bool { return d.down.Load() }
 
 // Queued returns the number of records in the outbox not yet delivered (as of the
 // dispatcher's last look at the queue).
@@ -224,6 +245,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	go r.flusher()
 	defer close(r.flushCh)
+	d.o.Metrics.Up(d.name, true)
+	r.resumeOutage(time.Now())
 	d.log.Debug("dispatcher started", "queued", r.inMem)
 
 	timer := time.NewTimer(time.Hour)
@@ -232,6 +255,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		now := time.Now()
+		r.maybeAlert(now)
 		r.dispatch(now)
 		r.maybeFlush(now)
 		r.publish()
@@ -250,7 +274,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-d.notify:
 			r.tryRefill()
 		case <-d.wake:
-			r.retryWaiting(time.Now())
+			r.woken(time.Now())
 		case <-tick.C:
 			r.tryRefill()
 			r.refreshDepth()
@@ -292,8 +316,9 @@ func (h *readyHeap) Pop() any {
 }
 
 type result struct {
-	k   *keyQueue
-	err error
+	k    *keyQueue
+	err  error
+	last bool // the last result of its Deliver or DeliverBatch call
 }
 
 type flushResult struct {
@@ -306,7 +331,8 @@ type run struct {
 	d          *Dispatcher
 	keys       map[string]*keyQueue
 	ready      readyHeap
-	inflight   int
+	inflight   int    // records in flight
+	calls      int    // Deliver and DeliverBatch calls in flight
 	inMem      int    // records read and not yet settled (in-flight included)
 	lastSeq    uint64 // highest seq read from the outbox
 	more       bool   // the last read stopped at the window: more records wait in the store
@@ -316,6 +342,8 @@ type run struct {
 	cancelWork context.CancelFunc
 	results    chan result
 	stopping   bool
+
+	br breaker
 
 	pend         store.Settlement
 	flushing     bool
@@ -368,32 +396,73 @@ func (r *run) refreshDepth() {
 	r.storeDepth, r.dead = ob, dead
 }
 
-// publish updates Queued and the depth gauges.
-func (r *run) publish() {
+// queuedNow is the number of records not yet delivered or dead-lettered.
+func (r *run) queuedNow() int {
 	q := r.inMem
 	if r.more {
 		q = max(q, r.storeDepth-len(r.pend.Acks)-len(r.pend.Dead))
 	}
+	return q
+}
+
+// publish updates Queued and the depth gauges.
+func (r *run) publish() {
+	q := r.queuedNow()
 	r.d.queued.Store(int64(q))
 	r.d.o.Metrics.Depths(r.d.name, q, r.dead)
 }
 
-// dispatch starts deliveries of ready keys while there is capacity.
+// dispatch starts deliveries of ready keys while there is capacity. While the breaker
+// is open, the only delivery is the probe: the key next in line, whatever its own
+// schedule, once the breaker's backoff allows. A healthy sinks.Batcher gets the heads of
+// up to MaxBatch due keys in one call.
 func (r *run) dispatch(now time.Time) {
-	for !r.stopping && r.inflight < r.d.o.Concurrency && r.ready.Len() > 0 {
+	for !r.stopping && r.calls < r.limit() && r.ready.Len() > 0 {
 		k := r.ready[0]
-		if k.recs[0].NextAttemptAt.After(now) {
+		probe := r.br.open
+		if probe {
+			if !r.mayProbe(now) {
+				return
+			}
+		} else if k.recs[0].NextAttemptAt.After(now) {
 			return
 		}
-		heap.Pop(&r.ready)
-		k.inflight = true
-		r.inflight++
-		rec := &k.recs[0]
-		if rec.FirstAttemptAt.IsZero() {
-			rec.FirstAttemptAt = now
+		if b, ok := r.d.o.Sink.(sinks.Batcher); ok && !probe && r.br.failures == 0 {
+			r.startBatch(b, now)
+			continue
 		}
-		go r.deliver(k, rec.Event)
+		heap.Pop(&r.ready)
+		if probe {
+			r.br.probeKey = k
+		}
+		r.calls++
+		go r.deliver(k, r.start(k, now).Event)
 	}
+}
+
+// start marks k's head in flight and returns it.
+func (r *run) start(k *keyQueue, now time.Time) *store.Record {
+	k.inflight = true
+	r.inflight++
+	rec := &k.recs[0]
+	if rec.FirstAttemptAt.IsZero() {
+		rec.FirstAttemptAt = now
+	}
+	return rec
+}
+
+// startBatch hands the heads of the due keys, up to MaxBatch (each key is in the ready
+// heap once: one event per export), to the sink in one call.
+func (r *run) startBatch(b sinks.Batcher, now time.Time) {
+	var ks []*keyQueue
+	var evs []event.Event
+	for len(ks) < sinks.MaxBatch && r.ready.Len() > 0 && !r.ready[0].recs[0].NextAttemptAt.After(now) {
+		k := heap.Pop(&r.ready).(*keyQueue)
+		ks = append(ks, k)
+		evs = append(evs, r.start(k, now).Event)
+	}
+	r.calls++
+	go r.deliverBatch(b, ks, evs)
 }
 
 // deliver runs in its own goroutine: it gets the event by value and touches no run state.
@@ -403,12 +472,38 @@ func (r *run) deliver(k *keyQueue, ev event.Event) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sink %s panicked delivering event %s: %v", r.d.name, ev.ID, p)
 		}
-		r.results <- result{k: k, err: err}
+		r.results <- result{k: k, err: err, last: true}
 	}()
 	err = r.d.o.Sink.Deliver(r.workCtx, ev)
 }
 
-// retryWaiting moves the next attempt of every waiting key's head to now. The stored
+// deliverBatch is deliver for a batch: one result per event, each settled on its own.
+func (r *run) deliverBatch(b sinks.Batcher, ks []*keyQueue, evs []event.Event) {
+	errs := func() (errs []error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err := fmt.Errorf("sink %s panicked delivering a batch of %d events: %v", r.d.name, len(evs), p)
+				errs = make([]error, len(evs))
+				for i := range errs {
+					errs[i] = err
+				}
+			}
+		}()
+		return b.DeliverBatch(r.workCtx, evs)
+	}()
+	for i, k := range ks {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		} else {
+			err = fmt.Errorf("sink %s answered %d of a batch of %d events", r.d.name, len(errs), len(evs))
+		}
+		r.results <- result{k: k, err: err, last: i == len(ks)-1}
+	}
+}
+
+// retryWaiting moves the next attempt of every waiting key's head to now (the sink is
+// back: its breaker closed, or it said so while the breaker was still closed). The stored
 // schedule is rewritten by the outcome of that attempt; attempts keep counting.
 func (r *run) retryWaiting(now time.Time) {
 	n := 0
@@ -424,12 +519,19 @@ func (r *run) retryWaiting(now time.Time) {
 	}
 }
 
-// nextWake is how long to sleep until the next key becomes ready, if one can start.
+// nextWake is how long to sleep until the next key becomes ready (if one can start),
+// the next probe or the sink alert is due.
 func (r *run) nextWake(now time.Time) (time.Duration, bool) {
-	if r.stopping || r.inflight >= r.d.o.Concurrency || r.ready.Len() == 0 {
+	at, ok := r.breakerWake(now)
+	if !r.br.open && !r.stopping && r.calls < r.limit() && r.ready.Len() > 0 {
+		if t := r.ready[0].recs[0].NextAttemptAt; !ok || t.Before(at) {
+			at, ok = t, true
+		}
+	}
+	if !ok {
 		return 0, false
 	}
-	return max(r.ready[0].recs[0].NextAttemptAt.Sub(now), 0), true
+	return max(at.Sub(now), 0), true
 }
 
 // handle records the outcome of one delivery.
@@ -438,8 +540,12 @@ func (r *run) handle(res result) {
 	k := res.k
 	k.inflight = false
 	r.inflight--
+	if res.last {
+		r.calls--
+	}
 	rec := &k.recs[0]
 	now := time.Now()
+	lastErr := ""
 	switch {
 	case res.err == nil:
 		r.pend.Acks = append(r.pend.Acks, rec.Seq)
@@ -453,6 +559,7 @@ func (r *run) handle(res result) {
 	default:
 		rec.Attempts++
 		rec.LastError = truncate(res.err.Error(), maxErrorLen)
+		lastErr = rec.LastError
 		rec.LastStatus = sinks.StatusCode(res.err)
 		reason := ""
 		switch {
@@ -484,6 +591,14 @@ func (r *run) handle(res result) {
 	} else {
 		delete(r.keys, k.key)
 	}
+	switch {
+	case res.err == nil:
+		r.deliveredOK(now)
+	case sinks.IsPermanent(res.err):
+		r.probeDone(k)
+	default:
+		r.attemptFailed(k, res.err, lastErr, now)
+	}
 }
 
 func (r *run) pop(k *keyQueue) {
@@ -510,11 +625,16 @@ func (d *Dispatcher) delay(rec *store.Record, err error, now time.Time) time.Dur
 // attempts (1 = the first attempt failed): InitialInterval * 2^(attempts-1), capped at
 // MaxInterval, +/- 50%. The schedule continues from a stored attempt count.
 func (d *Dispatcher) Backoff(attempts int) time.Duration {
+	return expBackoff(d.o.InitialInterval, d.o.MaxInterval, attempts)
+}
+
+// expBackoff is initial * 2^(attempts-1), capped at maxInterval, +/- 50%.
+func expBackoff(initial, maxInterval time.Duration, attempts int) time.Duration {
 	b := &backoff.ExponentialBackOff{
-		InitialInterval:     d.o.InitialInterval,
+		InitialInterval:     initial,
 		RandomizationFactor: 0.5,
 		Multiplier:          2,
-		MaxInterval:         d.o.MaxInterval,
+		MaxInterval:         maxInterval,
 		MaxElapsedTime:      0, // the budget is ours: FirstAttemptAt is stored
 		Stop:                backoff.Stop,
 		Clock:               backoff.SystemClock,

@@ -270,7 +270,8 @@ func TestDeliversInOrderPerExport(t *testing.T) {
 		return nil
 	})
 	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Concurrency: 4,
-		InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, Metrics: m})
+		InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond,
+		ProbeInitial: time.Millisecond, ProbeMax: 5 * time.Millisecond, Metrics: m})
 	stop := start(t, d)
 	waitIdle(t, d)
 	if err := stop(); err != nil {

@@ -27,7 +27,7 @@ func TestSafetyValveEdges(t *testing.T) {
 			var cur []plugchoice.Export
 			for i := 0; i < tt.snapshot; i++ {
 				uuid := fmt.Sprintf("u%02d", i)
-				prev[uuid] = diff.Entry{Status: "ready"}
+				prev[uuid] = diff.Entry{Status: "ready", Missed: 1} // absent from the previous complete listing too: this one confirms
 				if i >= tt.gone {
 					cur = append(cur, exp(uuid, "ready"))
 				}

@@ -25,6 +25,8 @@ const ContentType = "application/cloudevents+json"
 const (
 	TypePollFailing   = "bridge.poll_failing"
 	TypePollRecovered = "bridge.poll_recovered"
+	TypeSinkFailing   = "bridge.sink_failing"
+	TypeSinkRecovered = "bridge.sink_recovered"
 	TypeRemoved       = "export.removed"
 )
 
@@ -81,13 +83,19 @@ type ExportData struct {
 	Export         json.RawMessage `json:"export"`
 }
 
-// BridgeData is the `data` of a bridge.* event.
+// BridgeData is the `data` of a bridge.* event. Sink, Kind, Destination, LastError and
+// Queued are set for bridge.sink_failing and bridge.sink_recovered only.
 type BridgeData struct {
-	ErrorKind  string `json:"error_kind,omitempty"`
-	Message    string `json:"message,omitempty"`
-	Failures   int    `json:"consecutive_failures"`
-	Since      string `json:"since"`
-	ObservedAt string `json:"observed_at"`
+	ErrorKind   string `json:"error_kind,omitempty"`
+	Message     string `json:"message,omitempty"`
+	Sink        string `json:"sink,omitempty"`
+	Kind        string `json:"kind,omitempty"`
+	Destination string `json:"destination,omitempty"`
+	LastError   string `json:"last_error,omitempty"`
+	Queued      *int   `json:"queued,omitempty"`
+	Failures    int    `json:"consecutive_failures"`
+	Since       string `json:"since"`
+	ObservedAt  string `json:"observed_at"`
 }
 
 // SanitizeToken lower-cases s and replaces every rune outside [a-z0-9_-] with '_'.
@@ -186,12 +194,17 @@ func NewRemoved(source, uuid, prev string, prevAt int64, observedAt time.Time) (
 	return ev, nil
 }
 
-// NewBridge builds bridge.poll_failing or bridge.poll_recovered. since is the start of the
-// failing period; its value makes the id stable for that period.
+// NewBridge builds a bridge.* event (poll_failing, poll_recovered, sink_failing,
+// sink_recovered). since is the start of the failing period; its value (and d.Sink, for
+// a sink's health) makes the id stable for that period.
 func NewBridge(source, typ string, d BridgeData, since, observedAt time.Time) (Event, error) {
 	status := strings.TrimPrefix(typ, "bridge.")
+	key := "bridge"
+	if d.Sink != "" {
+		key += "/" + d.Sink
+	}
 	ev := Event{
-		ID:         ID("bridge", status, since.UTC().Format(rfc3339)),
+		ID:         ID(key, status, since.UTC().Format(rfc3339)),
 		Type:       typ,
 		Status:     status,
 		DetectedAt: observedAt,

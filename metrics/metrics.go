@@ -29,6 +29,7 @@ type Metrics struct {
 	APIRetryAfterUntil prometheus.Gauge         // unix seconds; 0 until a Retry-After
 	FilterErrors       *prometheus.CounterVec   // sink: `when` failed on an event
 	OrphanedEvents     *prometheus.GaugeVec     // sink: stored, no longer configured
+	SinkUp             *prometheus.GaugeVec     // sink (1 breaker closed, 0 open: the sink is down)
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -81,6 +82,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exportbridge_api_retry_after_until_timestamp_seconds",
 			Help: "Unix time until which the API's last Retry-After (429 or 503) holds every request of the token; in the past when requests may go.",
 		}),
+		SinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exportbridge_sink_up", Help: "0 while the sink's breaker is open (failed attempts in a row; one probe at a time), else 1.",
+		}, []string{"sink"}),
 	}
 	m.FilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "exportbridge_filter_errors_total", Help: "Events a sink's when expression failed on (counted as no match), by sink.",
@@ -93,7 +97,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.FilterErrors, m.OrphanedEvents)
 		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
 			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
-			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected,
+			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected, m.SinkUp,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m
@@ -156,6 +160,18 @@ func (m *Metrics) Connected(sink string, up bool) {
 	m.SinkConnected.WithLabelValues(sink).Set(v)
 }
 
+// Up sets the breaker state gauge of sink: up is false while its breaker is open.
+func (m *Metrics) Up(sink string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.SinkUp.WithLabelValues(sink).Set(v)
+}
+
 // Poll records one poll cycle outcome ("ok" or "error").
 func (m *Metrics) Poll(outcome string) {
 	if m == nil {
@@ -180,7 +196,8 @@ func (m *Metrics) Event(typ string) {
 	}
 	switch typ {
 	case "export.pending", "export.processing", "export.ready", "export.failed", "export.cancelled",
-		"export.removed", "bridge.poll_failing", "bridge.poll_recovered":
+		"export.removed", "bridge.poll_failing", "bridge.poll_recovered",
+		"bridge.sink_failing", "bridge.sink_recovered":
 	default:
 		typ = "export.other"
 	}

@@ -25,6 +25,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.Delivery("s", "delivered", time.Second)
 	m.Depths("s", 1, 2)
 	m.Connected("s", true)
+	m.Up("s", false)
 	m.Poll("ok")
 	m.SetExports(3)
 	m.Event("export.ready")
@@ -38,6 +39,11 @@ func TestRegisteredNamesAndBoundedLabels(t *testing.T) {
 	m.Event("export.ready")
 	m.Delivery("webhook-1", "delivered", 3*time.Millisecond)
 	m.APIRequest(429, time.Millisecond)
+	m.Up("webhook-1", false)
+	m.Event("bridge.sink_failing")
+	if got := testutil.ToFloat64(m.EventsDetected.WithLabelValues("bridge.sink_failing")); got != 1 {
+		t.Errorf("bridge.sink_failing counted as %v, want 1 under its own label", got)
+	}
 	if got := testutil.ToFloat64(m.EventsDetected.WithLabelValues("export.other")); got != 1 {
 		t.Errorf("unknown statuses fold into export.other: %v", got)
 	}
@@ -51,7 +57,8 @@ func TestRegisteredNamesAndBoundedLabels(t *testing.T) {
 	}
 	joined := strings.Join(all, " ")
 	for _, want := range []string{"exportbridge_events_detected_total", "exportbridge_deliveries_total",
-		"exportbridge_delivery_latency_seconds", "exportbridge_api_requests_total", "exportbridge_api_retry_after_until_timestamp_seconds", "go_goroutines", "process_open_fds"} {
+		"exportbridge_delivery_latency_seconds", "exportbridge_api_requests_total", "exportbridge_api_retry_after_until_timestamp_seconds",
+		"exportbridge_sink_up", "go_goroutines", "process_open_fds"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("registry lacks %s", want)
 		}

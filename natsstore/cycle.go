@@ -232,6 +232,7 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 	if _, err := s.kv.Put(ctx, s.initKey(), []byte{'1'}); err != nil {
 		return fmt.Errorf("commit cycle: put initialized: %w", err)
 	}
+	s.polled(c.Poll)
 	return nil
 }
 
@@ -249,6 +250,7 @@ func (s *Store) SavePoll(p store.PollInfo) error {
 	if _, err := s.kv.Put(ctx, s.pollKey(), v); err != nil {
 		return fmt.Errorf("save poll: %w", err)
 	}
+	s.polled(p)
 	return nil
 }
 

@@ -97,6 +97,7 @@ type Store struct {
 	cancel  context.CancelFunc
 	fence   func() error
 	state   *shared
+	hook    *pollHook
 }
 
 // shared is what the fenced views of one Store have in common.
@@ -208,7 +209,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	return &Store{
 		nc: nc, js: js, kv: kv, outbox: outbox, dlq: dlq, o: o,
 		acct: esc(o.Account), base: base, cancel: stop,
-		state: &shared{attempts: map[string]map[uint64]bool{}},
+		state: &shared{attempts: map[string]map[uint64]bool{}}, hook: &pollHook{},
 	}, nil
 }
 

@@ -20,8 +20,8 @@ import (
 //  3. every export the snapshot has in flight that neither the head pages nor the
 //     in-flight query returned (it finished, or vanished) is looked up further down the
 //     head, reading on past step 1's stop while one may still be there (its
-//     requested_at not yet passed), up to a page of known exports; when one is not found, ok is false and the caller
-//     does a full listing.
+//     requested_at not yet passed) and up to a page of known exports; when one is not
+//     found, ok is false and the caller does a full listing.
 //
 // ok is false too when the order check fails. The result is never complete: it cannot
 // prove a removal. Its exports are in the order they were read, so a later reading of

@@ -2,8 +2,8 @@ package poller_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/simapi"
 	"github.com/exportbridge/exportbridge/store"
 )
@@ -33,29 +34,40 @@ func (f *fixture) queuedIDs() map[string]string {
 	return out
 }
 
-// failCommitsOnce makes the fixture's store fail every write until heal is called,
-// without building a new poller: the store is closed, and heal reopens the same file
-// into the very *store.Store the poller holds.
-func (f *fixture) failCommitsOnce() (heal func()) {
-	f.t.Helper()
-	dir := filepath.Dir(f.st.Path())
-	if err := f.st.Close(); err != nil {
-		f.t.Fatal(err)
+// flakyStore is the real store whose writes fail while failing is set: the poller
+// keeps the same Store throughout (no restart), as in a process whose disk errs once.
+type flakyStore struct {
+	poller.Store
+	failing atomic.Bool
+}
+
+var errDisk = errors.New("disk says no")
+
+func (s *flakyStore) CommitCycle(c store.Cycle) error {
+	if s.failing.Load() {
+		return errDisk
 	}
-	return func() {
-		f.t.Helper()
-		st, err := store.Open(dir, store.Options{})
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		*f.st = *st // the poller's Options.Store is f.st: same pointer, working store
+	return s.Store.CommitCycle(c)
+}
+
+func (s *flakyStore) SavePoll(p store.PollInfo) error {
+	if s.failing.Load() {
+		return errDisk
 	}
+	return s.Store.SavePoll(p)
+}
+
+// newFlakyFixture is newFixture with the poller's store wrapped in a flakyStore.
+func newFlakyFixture(t *testing.T, n int) (*fixture, *flakyStore) {
+	fs := &flakyStore{}
+	f := newFixture(t, n, func(o *poller.Options) { fs.Store = o.Store; o.Store = fs })
+	return f, fs
 }
 
 // A cycle whose commit fails changes nothing, in memory too: the same poller, on the
 // next cycle, detects the same transitions again, with the same stable ids.
 func TestFailedCommitIsRedetectedWithoutRestart(t *testing.T) {
-	f := newFixture(t, 20, nil)
+	f, flaky := newFlakyFixture(t, 20)
 	inflight := f.sim.AddN(3, plugchoice.StatusProcessing)
 	f.cycle() // baseline
 	skip := len(f.sim.Transitions())
@@ -64,7 +76,8 @@ func TestFailedCommitIsRedetectedWithoutRestart(t *testing.T) {
 	fresh := f.sim.AddN(1, plugchoice.StatusReady)
 	f.sim.AddN(1, plugchoice.StatusPending)
 
-	heal := f.failCommitsOnce()
+	flaky.failing.Store(true)
+	heal := func() { flaky.failing.Store(false) }
 	if _, err := f.p.Cycle(context.Background()); err == nil {
 		t.Fatal("cycle succeeded on a store that cannot commit")
 	}

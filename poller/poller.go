@@ -172,8 +172,9 @@ const jitterDivisor = 40
 // Run polls every Interval, or ActiveInterval while any export is in flight (plus up to
 // 2.5 % jitter), until ctx is done. The first cycle starts at once. The interval is
 // counted from the start of the previous cycle, so a slow cycle does not add to the
-// detection latency; a cycle longer than the interval is followed at once by the next. A cycle that would start while the API's
-// Retry-After holds the token waits until it has passed.
+// detection latency; a cycle longer than the interval is followed at once by the next.
+// A cycle that would start while the API's Retry-After holds the token waits until it
+// has passed.
 func (p *Poller) Run(ctx context.Context) error {
 	for {
 		if d := time.Until(p.o.Client.NotBefore()); d > 0 {
@@ -418,6 +419,10 @@ func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) 
 		Source: p.o.Source, ObservedAt: p.o.Now()})
 	if err != nil {
 		return fmt.Errorf("diff: %w", err)
+	}
+	if awaiting := len(rm.Upserts); awaiting > 0 {
+		p.o.Logger.Info("exports absent from this complete listing; removed only if the next one lacks them too",
+			"count", awaiting)
 	}
 	return p.commit(rm, rep, start)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/diff"
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/store"
 )
@@ -463,8 +464,8 @@ func TestRedactURLs(t *testing.T) {
 		{"", ""},
 	}
 	for _, tc := range tests {
-		if got := server.RedactURLs(tc.in); got != tc.want {
-			t.Errorf("RedactURLs(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := logging.RedactURLHosts(tc.in); got != tc.want {
+			t.Errorf("RedactURLHosts(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

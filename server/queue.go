@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/store"
 )
 
@@ -112,12 +113,12 @@ func (a *admin) queueOp(op string, qa QueueAdmin) http.HandlerFunc {
 			q, d, err = qa.DropQueue(req.Sink)
 		}
 		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, http.StatusNotFound, RedactURLs(err.Error()))
+			writeError(w, http.StatusNotFound, logging.RedactURLHosts(err.Error()))
 			return
 		}
 		if err != nil {
 			a.log.Error("admin queue "+op+" failed", "err", err)
-			writeError(w, http.StatusInternalServerError, "queue "+op+": "+RedactURLs(err.Error()))
+			writeError(w, http.StatusInternalServerError, "queue "+op+": "+logging.RedactURLHosts(err.Error()))
 			return
 		}
 		a.log.Info("admin queue "+op, "queued", q, "dead_letters", d, "peer", r.RemoteAddr)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/store"
 )
 
@@ -56,6 +57,10 @@ type Options struct {
 	// Configured names the sinks the running bridge has configured: `state` reports
 	// the others that still hold events, and queue move/drop check against them.
 	Configured []string
+	// Status, when set, serves the status page at GET / of the admin endpoint (only
+	// there, never on Handler's LISTEN_ADDR): its Replay and Purge forms are authorised
+	// like the mutating admin calls, with the admin token kept in a cookie once given.
+	Status *Status
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -121,6 +126,12 @@ func AdminHandler(o Options) http.Handler {
 		route(mux, "/v1/queue/move", http.MethodPost, a.queueOp("move", qa))
 		route(mux, "/v1/queue/drop", http.MethodPost, a.queueOp("drop", qa))
 	}
+	if o.Status != nil {
+		p := newStatusPage(a, *o.Status)
+		p.routes(mux)
+		mux.HandleFunc("/", p.root)
+		return mux
+	}
 	mux.HandleFunc("/", notFound)
 	return mux
 }
@@ -175,7 +186,7 @@ func (a *admin) state(w http.ResponseWriter, r *http.Request) {
 	st, err := a.o.Admin.Stats()
 	if err != nil {
 		a.log.Error("admin state failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "read store state: "+RedactURLs(err.Error()))
+		writeError(w, http.StatusInternalServerError, "read store state: "+logging.RedactURLHosts(err.Error()))
 		return
 	}
 	out := StateOf(st)
@@ -192,7 +203,7 @@ func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 	recs, err := a.o.Admin.DeadLetters(sink)
 	if err != nil {
 		a.log.Error("admin dlq list failed", "sink", sink, "err", err)
-		writeError(w, http.StatusInternalServerError, "list dead letters: "+RedactURLs(err.Error()))
+		writeError(w, http.StatusInternalServerError, "list dead letters: "+logging.RedactURLHosts(err.Error()))
 		return
 	}
 	dls := make([]DeadLetter, 0, len(recs))
@@ -227,12 +238,12 @@ func (a *admin) mutate(op string) http.HandlerFunc {
 		}
 		n, err := f(req.Sink, req.IDs, req.All)
 		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, http.StatusNotFound, RedactURLs(err.Error()))
+			writeError(w, http.StatusNotFound, logging.RedactURLHosts(err.Error()))
 			return
 		}
 		if err != nil {
 			a.log.Error("admin dlq "+op+" failed", "sink", req.Sink, "ids", len(req.IDs), "all", req.All, "err", err)
-			writeError(w, http.StatusInternalServerError, op+" dead letters: "+RedactURLs(err.Error()))
+			writeError(w, http.StatusInternalServerError, op+" dead letters: "+logging.RedactURLHosts(err.Error()))
 			return
 		}
 		a.log.Info("admin dlq "+op, "sink", req.Sink, "ids", len(req.IDs), "all", req.All, "count", n, "peer", r.RemoteAddr)

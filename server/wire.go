@@ -1,10 +1,9 @@
 package server
 
 import (
-	"net/url"
-	"regexp"
 	"time"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/store"
 )
 
@@ -82,7 +81,7 @@ func DeadLetterOf(r store.Record) DeadLetter {
 		Type:       r.Event.Type,
 		ExportType: r.Event.ExportType,
 		Attempts:   r.Attempts,
-		LastError:  RedactURLs(r.LastError),
+		LastError:  logging.RedactURLHosts(r.LastError),
 		LastStatus: r.LastStatus,
 		EnqueuedAt: r.EnqueuedAt,
 		DeadAt:     r.DeadAt,
@@ -97,7 +96,7 @@ func StateOf(s store.Stats) State {
 		Initialized: s.Initialized,
 		Outbox:      s.Outbox,
 		DeadLetters: s.DeadLetters,
-		LastPoll: PollInfo{At: p.At, OK: p.OK, Error: RedactURLs(p.Error), Full: p.Full, Exports: p.Exports,
+		LastPoll: PollInfo{At: p.At, OK: p.OK, Error: logging.RedactURLHosts(p.Error), Full: p.Full, Exports: p.Exports,
 			Events: p.Events, Requests: p.Requests, RateRemaining: p.RateRemaining},
 		FileBytes: s.FileBytes,
 	}
@@ -108,23 +107,4 @@ func StateOf(s store.Stats) State {
 		out.DeadLetters = map[string]int{}
 	}
 	return out
-}
-
-var urlRE = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
-
-// RedactURLs replaces every URL in s by its scheme and host, dropping user info, path
-// and query: a Slack webhook URL keeps its secret in the path, a signed download URL in
-// its query, and Go's HTTP errors quote the whole URL.
-func RedactURLs(s string) string {
-	return urlRE.ReplaceAllStringFunc(s, func(m string) string {
-		u, err := url.Parse(m)
-		if err != nil || u.Host == "" {
-			return "[url]"
-		}
-		out := u.Scheme + "://" + u.Host
-		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-			out += "/..."
-		}
-		return out
-	})
 }

@@ -51,18 +51,27 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 	if from == to {
 		return 0, 0, fmt.Errorf("queue move: --from and --to are both %q (expected two different sinks)", from)
 	}
+	var rg *ring
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		q := queues{tx: tx}
+		var err error
+		if rg, err = s.ringOf(tx); err != nil {
+			return err
+		}
 		if ob := tx.Bucket(bktOutbox).Bucket([]byte(from)); ob != nil {
 			if err := ob.ForEach(func(k, v []byte) error {
 				rec, err := decodeRecord(from, keySeq(k), v)
 				if err != nil {
 					return err
 				}
-				if _, err := q.append(to, &rec); err != nil {
+				seq, err := q.append(to, &rec)
+				if err != nil {
 					return err
 				}
 				queued++
+				if rg != nil {
+					return rg.moved(from, keySeq(k), to, seq)
+				}
 				return nil
 			}); err != nil {
 				return err
@@ -90,6 +99,11 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 				}
 				rec.Seq, rec.Sink = seq, to
 				dead++
+				if rg != nil {
+					if err := rg.moved(from, keySeq(k), to, seq); err != nil {
+						return err
+					}
+				}
 				return target.Put(seqKey(seq), encodeRecord(nil, &rec))
 			}); err != nil {
 				return err
@@ -112,8 +126,15 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 		if queued == 0 && dead == 0 {
 			return fmt.Errorf("sink %s has no queued events or dead letters: %w", from, ErrNotFound)
 		}
-		return dropSink(tx, from)
+		if err := dropSink(tx, from); err != nil {
+			return err
+		}
+		if rg != nil {
+			return rg.flush()
+		}
+		return nil
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 	}
@@ -126,6 +147,7 @@ func (s *Store) DropQueue(sink string) (queued, dead int, err error) {
 	if err := checkSink(sink); err != nil {
 		return 0, 0, fmt.Errorf("queue drop: %w", err)
 	}
+	var rg *ring
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bktOutbox).Bucket([]byte(sink)); b != nil {
 			queued = b.Stats().KeyN
@@ -137,8 +159,19 @@ func (s *Store) DropQueue(sink string) (queued, dead int, err error) {
 		if !known {
 			return fmt.Errorf("sink %s has nothing stored: %w", sink, ErrNotFound)
 		}
-		return dropSink(tx, sink)
+		if err := dropSink(tx, sink); err != nil {
+			return err
+		}
+		var err error
+		if rg, err = s.ringOf(tx); err != nil || rg == nil {
+			return err
+		}
+		if err := rg.dropped(sink); err != nil {
+			return err
+		}
+		return rg.flush()
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue drop %s: %w", sink, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -66,13 +67,19 @@ type Options struct {
 	// MustExist makes Open fail (wrapping ErrNoStore) instead of creating a store:
 	// read-only commands (state, dlq list) must not write.
 	MustExist bool
+	// Recent is how many recent events the ring of the status page keeps (default
+	// DefaultRecent, at most MaxRecent; negative: no ring).
+	Recent int
 }
 
 // Store is the open store.
 type Store struct {
-	db   *bolt.DB
-	dir  string
-	path string
+	db      *bolt.DB
+	dir     string
+	path    string
+	recent  int                            // ring capacity; 0: no ring
+	ringIdx ringIndex                      // see ringIndex
+	onPoll  atomic.Pointer[func(PollInfo)] // see OnPoll
 }
 
 type lockedError struct{ dir, path string }
@@ -114,7 +121,10 @@ func Open(dir string, opt Options) (*Store, error) {
 	// bbolt grows the file 16 MB at a time by default; smaller steps keep a small
 	// store's file small, at the cost of a few more (rare) file extensions.
 	db.AllocSize = allocSize
-	s := &Store{db: db, dir: dir, path: path}
+	s := &Store{db: db, dir: dir, path: path, recent: min(opt.Recent, MaxRecent)}
+	if opt.Recent == 0 {
+		s.recent = DefaultRecent
+	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -128,6 +138,9 @@ func (s *Store) init() error {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
+		}
+		if err := initRecent(tx); err != nil {
+			return err
 		}
 		st := tx.Bucket(bktState)
 		if v := st.Get(keySchema); v != nil {
@@ -222,6 +235,7 @@ func (s *Store) CommitCycle(c Cycle) error {
 		return fmt.Errorf("commit cycle: encode poll: %w", err)
 	}
 	now := time.Now()
+	var rg *ring // the ring is not touched by a cycle without events
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		snap := tx.Bucket(bktSnapshot)
 		// Sorted keys: bbolt inserts in key order cheaply, in random order (map
@@ -247,10 +261,25 @@ func (s *Store) CommitCycle(c Cycle) error {
 			}
 		}
 		q := queues{tx: tx}
-		for _, r := range c.Events {
+		if len(c.Events) > 0 {
+			var err error
+			if rg, err = s.ringOf(tx); err != nil {
+				return err
+			}
+		}
+		var seqs []uint64
+		for i, r := range c.Events {
+			seqs = seqs[:0]
 			for _, sink := range r.Sinks {
 				rec := newRecord(r.Event, now)
-				if _, err := q.append(sink, &rec); err != nil {
+				seq, err := q.append(sink, &rec)
+				if err != nil {
+					return err
+				}
+				seqs = append(seqs, seq)
+			}
+			if rg != nil && i >= len(c.Events)-rg.cap {
+				if err := rg.add(&c.Events[i].Event, r.Sinks, seqs); err != nil {
 					return err
 				}
 			}
@@ -262,12 +291,34 @@ func (s *Store) CommitCycle(c Cycle) error {
 		if err := st.Put(keyInitialized, []byte{1}); err != nil {
 			return fmt.Errorf("put initialized: %w", err)
 		}
+		if rg != nil {
+			return rg.flush()
+		}
 		return nil
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return fmt.Errorf("commit cycle: %w", err)
 	}
+	s.polled(c.Poll)
 	return nil
+}
+
+// OnPoll registers fn, called after each poll's facts are committed (CommitCycle and
+// SavePoll), on the committing goroutine: it must be quick and must not call the store.
+// It feeds the status page's in-memory record of recent polls. nil unregisters.
+func (s *Store) OnPoll(fn func(PollInfo)) {
+	if fn == nil {
+		s.onPoll.Store(nil)
+		return
+	}
+	s.onPoll.Store(&fn)
+}
+
+func (s *Store) polled(p PollInfo) {
+	if fn := s.onPoll.Load(); fn != nil {
+		(*fn)(p)
+	}
 }
 
 // SavePoll records the facts of a poll (a failed cycle) alone.
@@ -282,6 +333,7 @@ func (s *Store) SavePoll(p PollInfo) error {
 	if err != nil {
 		return fmt.Errorf("save poll: %w", err)
 	}
+	s.polled(p)
 	return nil
 }
 
@@ -443,13 +495,31 @@ func (s *Store) Settle(sink string, st Settlement) error {
 	if len(st.Acks)+len(st.Attempts)+len(st.Dead) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return settle(tx, sink, st, true)
-	})
-	if err != nil {
+	if err := s.settle(sink, st, true); err != nil {
 		return fmt.Errorf("settle %s: %w", sink, err)
 	}
 	return nil
+}
+
+// settle applies st in one write transaction and records the outcomes in the ring of
+// recent events.
+func (s *Store) settle(sink string, st Settlement, skipMissing bool) error {
+	var rg *ring
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := settle(tx, sink, st, skipMissing); err != nil {
+			return err
+		}
+		var err error
+		if rg, err = s.ringOf(tx); err != nil || rg == nil {
+			return err
+		}
+		if err := rg.settled(sink, st, time.Now().UTC()); err != nil {
+			return err
+		}
+		return rg.flush()
+	})
+	ringFailed(rg, err)
+	return err
 }
 
 func settle(tx *bolt.Tx, sink string, st Settlement, skipMissing bool) error {
@@ -648,16 +718,27 @@ func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, fn func(rec Reco
 func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 	var n int
 	now := time.Now()
+	var rg *ring
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		q := queues{tx: tx}
 		var err error
+		if rg, err = s.ringOf(tx); err != nil {
+			return err
+		}
 		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
 			fresh := newRecord(rec.Event, now)
-			_, err := q.append(rec.Sink, &fresh)
-			return err
+			seq, err := q.append(rec.Sink, &fresh)
+			if err != nil || rg == nil {
+				return err
+			}
+			return rg.taken(rec, seq)
 		})
-		return err
+		if err != nil || rg == nil {
+			return err
+		}
+		return rg.flush()
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
@@ -667,11 +748,24 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 // Purge deletes dead letters, selected as in Replay, and returns how many.
 func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
 	var n int
+	var rg *ring
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		n, err = takeDead(tx, sink, ids, all, func(Record) error { return nil })
-		return err
+		if rg, err = s.ringOf(tx); err != nil {
+			return err
+		}
+		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
+			if rg == nil {
+				return nil
+			}
+			return rg.taken(rec, 0)
+		})
+		if err != nil || rg == nil {
+			return err
+		}
+		return rg.flush()
 	})
+	ringFailed(rg, err)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}

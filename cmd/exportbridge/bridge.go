@@ -179,7 +179,7 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	for _, s := range b.specs {
 		b.disp = append(b.disp, delivery.NewDispatcher(b.queueFor(s.Name), delivery.DispatcherOptions{
 			Sink: b.fenceSink(s.Name, s.sink), Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
-			Grace: b.grace(), Logger: log, Metrics: m,
+			Grace: b.grace(), Logger: log, Metrics: m, Alert: b.alertOptions(s),
 		}))
 	}
 	b.pollOpts = poller.Options{
@@ -259,6 +259,7 @@ func (b *bridge) serve(ctx context.Context) (wait func(), err error) {
 		Health: b.health, Registry: b.reg, Admin: b.st, AdminToken: b.cfg.AdminToken,
 		AdminRequireToken: !b.cfg.AdminIsLoopback() || b.cfg.AdminToken != "",
 		OnReplay:          b.notify, Logger: b.log, Configured: b.sinkNames(),
+		Status: b.statusPage(),
 	}
 	start := func(addr, what string, h http.Handler) error {
 		if addr == "" {

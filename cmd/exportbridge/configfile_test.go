@@ -22,12 +22,14 @@ import (
 )
 
 // slackFake is slack-go's slacktest server with chat.postMessage and chat.update
-// handlers that record, per channel, the export each message is about.
+// handlers that record every message, per channel: the cmd tests' one fake Slack.
 type slackFake struct {
-	URL string
-	mu  sync.Mutex
-	msg map[string][]string // channel -> "post <text>" / "update <text>"
-	n   int
+	URL   string
+	mu    sync.Mutex
+	msg   map[string][]string // channel -> "post <text>" / "reply <text>" / "update <text>"
+	all   []string            // every message's text and blocks, in arrival order
+	times []time.Time         // when each of all arrived
+	n     int
 }
 
 func newSlackFake(t *testing.T) *slackFake {
@@ -50,6 +52,8 @@ func newSlackFake(t *testing.T) *slackFake {
 				ts = r.Form.Get("ts")
 			}
 			f.msg[ch] = append(f.msg[ch], kind+" "+r.Form.Get("text"))
+			f.all = append(f.all, r.Form.Get("text")+"\n"+r.Form.Get("blocks"))
+			f.times = append(f.times, time.Now())
 			f.mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": ch, "ts": ts})
@@ -63,6 +67,18 @@ func newSlackFake(t *testing.T) *slackFake {
 	t.Cleanup(s.Stop)
 	f.URL = s.GetAPIURL()
 	return f
+}
+
+// find returns the first message whose text or blocks contain sub, and when it came.
+func (f *slackFake) find(sub string) (string, time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, m := range f.all {
+		if strings.Contains(m, sub) {
+			return m, f.times[i], true
+		}
+	}
+	return "", time.Time{}, false
 }
 
 func (f *slackFake) messages(channel string) []string {
@@ -332,3 +348,20 @@ func regexpLine(s, re string) bool {
 }
 
 func bridgetestTail(s string) string { return bridgetest.Tail(s, 3000) }
+
+// TestLiteralSecretIsWarned: a secret written into the file works, and check warns
+// about it without printing it.
+func TestLiteralSecretIsWarned(t *testing.T) {
+	env := baseEnv("https://api.example/api/v3", t.TempDir())
+	env["EXPORTBRIDGE_CONFIG_FILE"] = writeConfig(t, "sinks:\n  - name: ops\n    kind: slack\n    slack: {token: xoxb-literal-in-file, channel: \"#ops\"}\n")
+	stdout, stderr, code := run(t, env, 20*time.Second, "check", "--event", "/dev/null")
+	if code != 2 { // /dev/null is no event: the settings were fine, the file was not
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "sinks[0].slack.token holds a literal secret: prefer token_file or ${ENV_NAME}") {
+		t.Errorf("no warning about the literal secret:\n%s", stderr)
+	}
+	if strings.Contains(stdout+stderr, "xoxb-literal-in-file") {
+		t.Errorf("the literal secret was printed:\n%s\n%s", stdout, stderr)
+	}
+}

@@ -100,6 +100,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer stopHook()
 
+	adminAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return fmt.Errorf("demo: admin address: %w", err)
+	}
 	env := map[string]string{
 		"EXPORTBRIDGE_API_URL":            apiURL + "/api/v3",
 		"EXPORTBRIDGE_API_TOKEN":          token,
@@ -112,7 +116,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"EXPORTBRIDGE_WEBHOOK_URLS":       hookURL + "/hooks/exports",
 		"EXPORTBRIDGE_WEBHOOK_SECRET":     secret,
 		"EXPORTBRIDGE_LISTEN_ADDR":        "127.0.0.1:0",
-		"EXPORTBRIDGE_ADMIN_ADDR":         "",
+		"EXPORTBRIDGE_ADMIN_ADDR":         adminAddr,
 		"EXPORTBRIDGE_LOG_FORMAT":         "text",
 		"EXPORTBRIDGE_LOG_LEVEL":          "info",
 	}
@@ -127,6 +131,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := newLogger(cfg, stderr, specs...)
 	fmt.Fprintf(stderr, "demo: simulated Plugchoice API at %s/api/v3 with %d exports; NATS at %s (stream EXPORTS); webhook receiver at %s\n",
 		apiURL, *exports, ns.ClientURL(), hookURL)
+	fmt.Fprintf(stderr, "demo: status page at http://%s/ (open it in a browser)\n", adminAddr)
 	fmt.Fprintln(stderr, "demo: the first poll takes the baseline (no events); changes follow as the simulated exports move on. Ctrl-C stops.")
 	err = runBridge(ctx, cfg, specs, stdout, log)
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -148,6 +153,16 @@ func serveLoopback(h http.Handler) (url string, stop func(), err error) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	}, nil
+}
+
+// freeLoopbackAddr returns a loopback address with a port free at the time of the call.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
 }
 
 func randomString(n int) string {

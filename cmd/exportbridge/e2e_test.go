@@ -181,7 +181,8 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 }
 
 // TestKillDuringRetryLosesNothing: the receiver answers 503 for a while, the bridge is
-// killed mid-retry and restarted, the receiver recovers: every event arrives.
+// killed mid-retry (its breaker open: probing) and restarted, the receiver recovers:
+// every event arrives.
 func TestKillDuringRetryLosesNothing(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(10, "processing")
@@ -199,15 +200,17 @@ func TestKillDuringRetryLosesNothing(t *testing.T) {
 			sim.SetStatus(u, "ready")
 		}
 	}
-	bridgetest.WaitFor(t, 30*time.Second, "the bridge retrying against 503", func() bool {
+	// 5 failed attempts open the breaker, then probes from 1s doubling.
+	bridgetest.WaitFor(t, 30*time.Second, "the bridge probing against 503", func() bool {
 		_, rejected := h.counts()
-		return rejected >= 15
+		return rejected >= 7
 	})
 	p.Kill()
+	_, before := h.counts()
 	p = start(t, env, "run")
-	bridgetest.WaitFor(t, 30*time.Second, "the restarted bridge retrying against 503", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "the restarted bridge probing against 503", func() bool {
 		_, rejected := h.counts()
-		return rejected >= 25
+		return rejected >= before+2
 	})
 	if n := len(h.deliveries()); n != 0 {
 		t.Fatalf("%d deliveries accepted while the receiver answered 503", n)

@@ -32,8 +32,12 @@ type bridgeStore interface {
 	sinks.MetaStore
 	server.Admin
 	server.QueueAdmin
+	server.StatusStore
 	Destination(sink string) (string, error)
 	SetDestination(sink, fingerprint string) error
+	Enqueue(sink string, evs ...event.Event) error
+	OnPoll(fn func(store.PollInfo))
+	Path() string
 	Close() error
 }
 
@@ -65,6 +69,14 @@ func (h *held) check() error {
 	ctx, cancel := context.WithTimeout(context.Background(), max(l.TTL()/4, 250*time.Millisecond))
 	defer cancel()
 	return l.Check(ctx)
+}
+
+// storeKind names the store on the status page.
+func (b *bridge) storeKind() string {
+	if b.ha != nil {
+		return "JetStream"
+	}
+	return "bbolt"
 }
 
 // openStore opens the store STORE names. For bolt it is exactly store.Open on

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slack-go/slack/slacktest"
 
+	"github.com/exportbridge/exportbridge/store"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
@@ -119,7 +120,13 @@ func grepLines(s, sub string) string {
 
 // TestStateJSON: `state --json` prints the store statistics as one JSON document.
 func TestStateJSON(t *testing.T) {
-	stdout, stderr, code := run(t, map[string]string{"EXPORTBRIDGE_STATE_DIR": t.TempDir()}, 30*time.Second, "state", "--json")
+	dir := t.TempDir()
+	db, err := store.Open(dir, store.Options{}) // state reads a store; it never makes one
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	stdout, stderr, code := run(t, map[string]string{"EXPORTBRIDGE_STATE_DIR": dir}, 30*time.Second, "state", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -52,6 +52,8 @@ Commands:
   queue drop     delete the events of a removed sink --sink OLD
   migrate        copy the bolt store into JetStream once --to nats (for STORE=nats)
   demo           run against an embedded simulated API, NATS and webhook receiver [--duration D]
+  template render  print the headers and body a sink would send, sending nothing
+                 --sink NAME [--event TYPE] [--export FILE]
   version        print version, commit, Go version
   healthcheck    GET /healthz on EXPORTBRIDGE_LISTEN_ADDR; exit 0 or 1
 
@@ -112,6 +114,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, args, stdout, stderr)
+	case "template":
+		return cmdTemplate(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "exportbridge %s\ncommit %s\n%s\n", version, buildCommit(), runtime.Version())
 		return nil

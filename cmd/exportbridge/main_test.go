@@ -146,6 +146,13 @@ func newHook(t *testing.T) *hook {
 	t.Helper()
 	key := make([]byte, 32)
 	rand.Read(key)
+	return newHookKey(t, key)
+}
+
+// newHookKey is newHook with a given signing key (several endpoints of one bridge
+// share WEBHOOK_SECRET).
+func newHookKey(t *testing.T, key []byte) *hook {
+	t.Helper()
 	h := &hook{Secret: "whsec_" + base64.StdEncoding.EncodeToString(key)}
 	recv := webhook.NewReceiver([][]byte{key}, func(id string, ce *event.CloudEvent, body []byte) {
 		h.mu.Lock()

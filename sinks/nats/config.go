@@ -2,9 +2,13 @@ package nats
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 
+	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Kind is the sink kind's name in the config file.
@@ -29,6 +33,16 @@ type Config struct {
 	CA            string        `yaml:"ca"`
 	Cert          string        `yaml:"cert"`
 	Key           string        `yaml:"key"`
+	// Templates (SPEC "Templates"), as for a webhook: body or body_text, content_type,
+	// and vars (.Vars in templates; secrets, so ${ENV} works).
+	Body        any               `yaml:"body"`
+	BodyText    string            `yaml:"body_text"`
+	ContentType string            `yaml:"content_type"`
+	Vars        map[string]string `yaml:"vars" secret:"true"`
+}
+
+func (c Config) payload() template.PayloadConfig {
+	return template.PayloadConfig{Body: c.Body, BodyText: c.BodyText, ContentType: c.ContentType, Vars: c.Vars}
 }
 
 // DefaultConfig is the Config a block starts from.
@@ -94,6 +108,9 @@ func (c Config) Validate() error {
 	if (c.Cert == "") != (c.Key == "") {
 		fe.Add("cert", "{cert} and {key} go together (expected a client certificate and its private key, or neither)")
 	}
+	for _, p := range c.payload().Validate(DefaultName) {
+		fe.Add(p.Key, "%s", p.Msg)
+	}
 	return fe.Err()
 }
 
@@ -105,7 +122,13 @@ func (c Config) Destination() (shown, identity string) {
 }
 
 // Secrets returns the values to keep out of logs.
-func (c Config) Secrets() []string { return []string{c.Token, c.Password} }
+func (c Config) Secrets() []string {
+	out := []string{c.Token, c.Password}
+	for _, v := range c.Vars {
+		out = append(out, v)
+	}
+	return out
+}
 
 // New validates c and connects (see NewSink).
 func New(ctx context.Context, c Config, d sinks.Deps) (*Sink, error) {
@@ -114,5 +137,33 @@ func New(ctx context.Context, c Config, d sinks.Deps) (*Sink, error) {
 	}
 	o := c.options()
 	o.Name, o.Logger, o.Metrics, o.Setting = d.Name, d.Logger, d.Metrics, d.Setting
+	payload, err := template.NewPayload(d.Name, c.payload())
+	if err != nil {
+		var te *template.Error
+		if errors.As(err, &te) && te.Key != "" {
+			return nil, fmt.Errorf("%s: %s", d.SettingName(te.Key), te.Detail()) // Validate saw it
+		}
+		return nil, err
+	}
+	o.Payload = payload
 	return NewSink(ctx, o)
+}
+
+// Preview returns what a sink of c named name would publish for e (subject, headers,
+// payload) without connecting (`exportbridge template render`).
+func (c Config) Preview(name string, e event.Event) (subject string, h map[string][]string, body []byte, err error) {
+	payload, err := template.NewPayload(name, c.payload())
+	if err != nil {
+		return "", nil, nil, err
+	}
+	prefix := c.SubjectPrefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	s := &Sink{name: name, prefix: prefix, payload: payload}
+	msg, err := s.message(e, s.Subject(e))
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return msg.Subject, msg.Header, msg.Data, nil
 }

@@ -36,8 +36,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Defaults.
@@ -86,6 +88,9 @@ type Options struct {
 	// Setting names a setting (url, token, creds, ...) the way the user wrote it, for
 	// messages; nil: "nats.<key>".
 	Setting func(key string) string
+	// Payload, when set, is published instead of the CloudEvent (the `body` or
+	// `body_text` template), with the CloudEvent attributes in ce-* headers.
+	Payload *template.Payload
 }
 
 // Sink publishes events to NATS. It is safe for concurrent use.
@@ -109,7 +114,8 @@ type Sink struct {
 	closed   bool
 	wake     func() // set by the dispatcher (sinks.Waker); called on every (re)connect
 
-	names *strings.Replacer // {token} and friends -> the user's spelling
+	names   *strings.Replacer // {token} and friends -> the user's spelling
+	payload *template.Payload
 }
 
 var (
@@ -156,6 +162,7 @@ func newSink(ctx context.Context, o Options, names *strings.Replacer) (*Sink, er
 		log:     o.Logger.With("sink", o.Name),
 		metrics: o.Metrics,
 		names:   names,
+		payload: o.Payload,
 	}
 	opts, err := s.natsOptions(o)
 	if err != nil {
@@ -184,7 +191,9 @@ func newSink(ctx context.Context, o Options, names *strings.Replacer) (*Sink, er
 	}
 	s.nc = nc
 	if o.JetStream {
-		js, err := jetstream.New(nc)
+		// Bounded async acks (DeliverBatch): a publish whose ack never comes (the
+		// connection dropped) is failed and forgotten instead of stalling later batches.
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(s.flushTO))
 		if err != nil {
 			_ = s.Close()
 			return nil, sinks.Permanent(fmt.Errorf("nats: jetstream: %w", err))
@@ -496,26 +505,16 @@ func connectError(o Options, urls string, err error) error {
 	}
 }
 
-// redactURL hides any user info (user:password or a token) in a server URL.
-func redactURL(raw string) string {
-	s := raw
-	scheme := ""
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, s = s[:i+3], s[i+3:]
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		s = "redacted@" + s[at+1:]
-	}
-	return scheme + s
-}
-
+// redactURLs renders the server list for messages, without credentials.
 func redactURLs(urls []string) string {
 	r := make([]string, len(urls))
 	for i, u := range urls {
-		r[i] = redactURL(strings.TrimSpace(u))
+		r[i] = redactURL(u)
 	}
 	return strings.Join(r, ",")
 }
+
+func redactURL(u string) string { return logging.SafeURL(u, false) }
 
 // setState records and logs a connection state change, once per change. detail is the
 // (redacted) server URL when up, the reason when down.
@@ -599,10 +598,9 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	if !s.nc.IsConnected() {
 		return fmt.Errorf("nats: publish %s to %s: not connected to %s (status %s); will retry", e.ID, subj, s.urls, s.nc.Status())
 	}
-	msg := &natsgo.Msg{
-		Subject: subj,
-		Data:    e.Body,
-		Header:  natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}},
+	msg, err := s.message(e, subj)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.flushTO)
 	defer cancel()
@@ -631,6 +629,26 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 		return s.classify(e, subj, denied)
 	}
 	return nil
+}
+
+// message is what a publish of e sends: the CloudEvent, or the rendered template with
+// the CloudEvent attributes in ce-* headers (binary mode). Nats-Msg-Id stays the event
+// id either way, so JetStream removes re-sends. A template that cannot render this event
+// is a permanent error.
+func (s *Sink) message(e event.Event, subj string) (*natsgo.Msg, error) {
+	if s.payload == nil {
+		return &natsgo.Msg{Subject: subj, Data: e.Body,
+			Header: natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {event.ContentType}}}, nil
+	}
+	body, ce, err := s.payload.Render(e)
+	if err != nil {
+		return nil, sinks.Permanent(fmt.Errorf("nats: event %s: template %w", e.ID, err))
+	}
+	h := natsgo.Header{HeaderMsgID: {e.ID}, HeaderContentType: {s.payload.ContentType()}}
+	for _, kv := range ce {
+		h[kv[0]] = []string{kv[1]}
+	}
+	return &natsgo.Msg{Subject: subj, Data: body, Header: h}, nil
 }
 
 // publishDenied returns the server's permission violation for publishing on subj, if

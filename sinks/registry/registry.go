@@ -134,7 +134,19 @@ func Load(entries []config.SinkEntry) ([]Spec, error) {
 	return specs, nil
 }
 
+// load decodes one entry. Problems of a config-file entry name the sink too (its
+// position alone is hard to read back in a long file).
 func load(e config.SinkEntry) (Spec, []config.Problem) {
+	s, probs := loadEntry(e)
+	if e.Where != "environment" && e.Name != "" {
+		for i := range probs {
+			probs[i].Msg = "sink " + e.Name + ": " + probs[i].Msg
+		}
+	}
+	return s, probs
+}
+
+func loadEntry(e config.SinkEntry) (Spec, []config.Problem) {
 	k, ok := kinds[e.Kind]
 	if !ok {
 		return Spec{}, []config.Problem{{Var: e.Where + ".kind", Msg: fmt.Sprintf("%q is not a sink kind (expected one of %s)", e.Kind, strings.Join(Kinds(), ", "))}}
@@ -159,7 +171,7 @@ func load(e config.SinkEntry) (Spec, []config.Problem) {
 		Types: e.Match.Types, SubjectTypes: e.Match.SubjectTypes, SubjectIDs: e.Match.SubjectIDs, Accounts: e.Match.Accounts,
 	}, e.When)
 	if err != nil {
-		probs = append(probs, config.Problem{Var: e.At("when"), Msg: fmt.Sprintf("sink %s: %v", e.Name, err)})
+		probs = append(probs, config.Problem{Var: e.At("when"), Msg: err.Error()})
 	}
 	s.Selector = sel
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Match narrows a sink to some exports; every list given must hold, values in a list are
@@ -54,39 +55,45 @@ func NewInput(e event.Event) *Input { return &Input{Event: e} }
 
 // Env is the data `when` sees: `event` (id, type, short_type, status, previous_status,
 // time, observed_at) and `export` (the export object as the API wrote it; empty for
-// bridge events). Templates see the same data as .Event and .Export.
+// bridge events): template.NewData's .Event and .Export, with numbers as numbers.
 func (in *Input) Env() (map[string]any, error) {
 	in.once.Do(func() { in.env, in.err = envOf(in.Event) })
 	return in.env, in.err
 }
 
 func envOf(e event.Event) (map[string]any, error) {
-	ev := map[string]any{
-		"id": e.ID, "type": event.TypePrefix + e.Type, "short_type": e.Type, "status": e.Status,
-		"previous_status": nil, "time": "", "observed_at": "",
+	d, err := template.NewData(e, "", template.Plain)
+	if err != nil {
+		return nil, err
 	}
-	export := map[string]any{}
-	if len(e.Body) > 0 {
-		var ce struct {
-			Time string `json:"time"`
-			Data struct {
-				PreviousStatus *string        `json:"previous_status"`
-				ObservedAt     string         `json:"observed_at"`
-				Export         map[string]any `json:"export"`
-			} `json:"data"`
+	root := d.Map()
+	// expr compares numbers, not the API's digits: json.Number becomes float64.
+	return map[string]any{"event": numbers(root["Event"]), "export": numbers(root["Export"])}, nil
+}
+
+// numbers turns every json.Number in v into a float64 (integers that large are exact to
+// 2^53, beyond any row count or file size).
+func numbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if f, err := x.Float64(); err == nil {
+			return f
 		}
-		if err := json.Unmarshal(e.Body, &ce); err != nil {
-			return nil, fmt.Errorf("decode event %s: %w", e.ID, err)
+		return x.String()
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = numbers(e)
 		}
-		ev["time"], ev["observed_at"] = ce.Time, ce.Data.ObservedAt
-		if ce.Data.PreviousStatus != nil {
-			ev["previous_status"] = *ce.Data.PreviousStatus
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = numbers(e)
 		}
-		if ce.Data.Export != nil {
-			export = ce.Data.Export
-		}
+		return out
 	}
-	return map[string]any{"event": ev, "export": export}, nil
+	return v
 }
 
 // eventKeys and exportKeys are the fields `when` may name: a name outside them is a typo

@@ -1,10 +1,12 @@
 package slack
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Kind is the sink kind's name in the config file.
@@ -24,6 +26,10 @@ type Config struct {
 	Token      string `yaml:"token" secret:"true"`
 	Channel    string `yaml:"channel"`
 	APIURL     string `yaml:"api_url"`
+	// Templates (SPEC "Templates"): text replaces the headline and the fallback text,
+	// blocks (Block Kit as YAML, string leaves templated) replace the blocks.
+	Text   string `yaml:"text"`
+	Blocks any    `yaml:"blocks"`
 }
 
 // DefaultConfig is the Config a block starts from.
@@ -57,6 +63,9 @@ func (c Config) Validate() error {
 		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 			fe.Add("api_url", "%q has credentials, a query or a fragment (expected a base URL such as https://slack.com/api/)", shownAPI(api))
 		}
+	}
+	if _, err := compileTemplates(Kind, c.Text, c.Blocks); err != nil {
+		addTemplateError(&fe, err)
 	}
 	return fe.Err()
 }
@@ -95,6 +104,16 @@ func New(c Config, d sinks.Deps) (*Sink, error) {
 	}
 	return NewSink(Options{
 		Name: d.Name, WebhookURL: c.WebhookURL, Token: c.Token, Channel: c.Channel, APIURL: c.APIURL,
-		Meta: d.Meta, Logger: d.Logger, Setting: d.Setting,
+		Meta: d.Meta, Logger: d.Logger, Setting: d.Setting, Text: c.Text, Blocks: c.Blocks,
 	})
+}
+
+// addTemplateError records a template error under its key ("text", "blocks[0].text.text").
+func addTemplateError(fe *sinks.FieldErrors, err error) {
+	var te *template.Error
+	if errors.As(err, &te) && te.Key != "" {
+		fe.Add(te.Key, "%s", te.Detail())
+		return
+	}
+	fe.Add("blocks", "%v", err)
 }

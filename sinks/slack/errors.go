@@ -10,6 +10,7 @@ import (
 
 	slackapi "github.com/slack-go/slack"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/sinks"
 )
 
@@ -230,11 +231,6 @@ func (s *Sink) redact(err error) error {
 	return err
 }
 
-// shownURL is a webhook URL fit for logs and errors: scheme and host only.
-func shownURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(slack webhook URL)"
-	}
-	return u.Scheme + "://" + u.Host + "/(redacted)"
-}
+// shownURL is a webhook URL fit for logs and errors: scheme and host only (its path
+// is the credential).
+func shownURL(raw string) string { return logging.SafeURL(raw, true) }

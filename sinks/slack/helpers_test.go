@@ -391,6 +391,8 @@ var fixedPlain = map[string]bool{
 	":grey_question: Export status changed":           true,
 	":rotating_light: Plugchoice polling failing":     true,
 	":white_check_mark: Plugchoice polling recovered": true,
+	":rotating_light: Sink failing":                   true,
+	":white_check_mark: Sink recovered":               true,
 	":information_source: exportbridge event":         true,
 	"Download": true,
 }

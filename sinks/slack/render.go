@@ -15,6 +15,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Slack's limits, in characters. Lengths are counted in UTF-16 code units, which is never
@@ -46,14 +47,7 @@ type Message struct {
 // Escape escapes the three characters Slack's mrkdwn treats as control characters:
 // & < > become &amp; &lt; &gt;. Every value from the API goes through it, so that a
 // filename like "<!channel>" reaches Slack as literal text and pings no one.
-func Escape(s string) string {
-	if !strings.ContainsAny(s, "&<>") {
-		return s
-	}
-	return escaper.Replace(s)
-}
-
-var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+func Escape(s string) string { return template.SlackEscape(s) }
 
 // escapeCode is Escape for text inside a code span or block: a backtick is followed by a
 // zero-width space so that no value can close the code block early.
@@ -415,23 +409,9 @@ func exportDuration(exp *plugchoice.Export) string {
 	return FormatDuration(stop.Sub(start))
 }
 
-// FormatDuration shows d the way people read it: "42s", "4m 12s", "2h 3m", "1d 2h".
-func FormatDuration(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	s := int64(d.Round(time.Second) / time.Second)
-	switch {
-	case s < 60:
-		return fmt.Sprintf("%ds", s)
-	case s < 3600:
-		return fmt.Sprintf("%dm %ds", s/60, s%60)
-	case s < 86400:
-		return fmt.Sprintf("%dh %dm", s/3600, s%3600/60)
-	default:
-		return fmt.Sprintf("%dd %dh", s/86400, s%86400/3600)
-	}
-}
+// FormatDuration shows d the way people read it: "42s", "4m 12s", "2h 3m", "1d 2h" (the
+// templates' humanDuration).
+func FormatDuration(d time.Duration) string { return template.HumanDuration(d) }
 
 func renderBridge(short string, d *event.BridgeData) Message {
 	since := when(d.Since)
@@ -467,6 +447,41 @@ func renderBridge(short string, d *event.BridgeData) Message {
 		if len(bits) > 0 {
 			line += " (" + strings.Join(bits, ", ") + ")"
 		}
+	case event.TypeSinkFailing:
+		name := oneLine(d.Sink)
+		header = ":rotating_light: Sink failing"
+		line = ":rotating_light: Sink *" + clip(name, 100, Escape) + "*"
+		if where := sinkWhere(d); where != "" {
+			line += " (" + where + ")"
+		}
+		line += " is down"
+		if since != "" {
+			line += " since " + since
+		}
+		if d.LastError != "" {
+			line += ": " + clip(oneLine(d.LastError), 1000, Escape)
+		}
+		if d.Queued != nil {
+			line += fmt.Sprintf(" (%d events queued)", *d.Queued)
+		}
+	case event.TypeSinkRecovered:
+		name := oneLine(d.Sink)
+		header = ":white_check_mark: Sink recovered"
+		line = ":white_check_mark: Sink *" + clip(name, 100, Escape) + "*"
+		if where := sinkWhere(d); where != "" {
+			line += " (" + where + ")"
+		}
+		line += " delivers again"
+		var bits []string
+		if since != "" {
+			bits = append(bits, "down since "+since)
+		}
+		if d.Queued != nil {
+			bits = append(bits, fmt.Sprintf("%d events queued, catching up", *d.Queued))
+		}
+		if len(bits) > 0 {
+			line += " (" + strings.Join(bits, "; ") + ")"
+		}
 	default:
 		header = ":information_source: exportbridge event"
 		line = ":information_source: exportbridge event " + clip(oneLine(short), 100, Escape)
@@ -482,6 +497,18 @@ func renderBridge(short string, d *event.BridgeData) Message {
 		blocks = append(blocks, slackapi.NewContextBlock("context", mrkdwn("exportbridge · observed "+t)))
 	}
 	return Message{Text: clipOurs(line, MaxFallback), Blocks: blocks}
+}
+
+// sinkWhere is the kind and destination of the sink a sink_failing/sink_recovered is about.
+func sinkWhere(d *event.BridgeData) string {
+	var parts []string
+	if d.Kind != "" {
+		parts = append(parts, clip(oneLine(d.Kind), 50, Escape))
+	}
+	if d.Destination != "" {
+		parts = append(parts, clip(oneLine(d.Destination), 300, Escape))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func cycles(n int) string {

@@ -118,6 +118,20 @@ func TestRenderContent(t *testing.T) {
 			inText:   []string{"recovered"},
 		},
 		{
+			name: "sink failing names the sink, its destination, the error and the queue",
+			ev: bridgeEvent(t, event.TypeSinkFailing, event.BridgeData{Sink: "warehouse", Kind: "webhook",
+				Destination: "https://wh.example/hook", LastError: "HTTP 500 <html>", Queued: ptr(12), Failures: 5}),
+			inBlocks: []string{":rotating_light: Sink *warehouse* (webhook, https://wh.example/hook) is down since 2026-11-28 10:12 UTC: HTTP 500 &lt;html&gt; (12 events queued)"},
+			inText:   []string{"Sink *warehouse*", "is down"},
+		},
+		{
+			name: "sink recovered",
+			ev: bridgeEvent(t, event.TypeSinkRecovered, event.BridgeData{Sink: "warehouse", Kind: "webhook",
+				Destination: "https://wh.example/hook", Queued: ptr(0), Failures: 9}),
+			inBlocks: []string{":white_check_mark: Sink *warehouse* (webhook, https://wh.example/hook) delivers again (down since 2026-11-28 10:12 UTC; 0 events queued, catching up)"},
+			inText:   []string{"delivers again"},
+		},
+		{
 			name: "no optional fields",
 			ev: exportEvent(t, "", plugchoice.Export{UUID: exportID, Status: plugchoice.StatusReady,
 				CompletedAt: ptr("not a time")}),

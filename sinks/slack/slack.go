@@ -16,9 +16,11 @@ import (
 	"time"
 
 	slackapi "github.com/slack-go/slack"
+	"golang.org/x/time/rate"
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // DefaultTimeout bounds one request to Slack.
@@ -40,6 +42,10 @@ type Options struct {
 	// Setting names a setting (token, webhook_url, channel, api_url) the way the user
 	// wrote it, for the hints in error messages; nil: the key itself.
 	Setting func(key string) string
+	// Text and Blocks are the sink's own templates (template.go); empty: the built-in
+	// message.
+	Text   string
+	Blocks any
 }
 
 // Sink delivers events to Slack. It is safe for concurrent use.
@@ -58,6 +64,8 @@ type Sink struct {
 	meta    MetaStore
 
 	names *strings.Replacer // {token} and friends -> the user's spelling
+	pacer *rate.Limiter     // the channel's pace (pace.go)
+	tpl   *templates        // the sink's own text and blocks (template.go), or nil
 }
 
 var (
@@ -107,6 +115,15 @@ func NewSink(o Options) (*Sink, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	s := &Sink{name: name, log: logger, hc: hc, names: names}
+	tpl, err := compileTemplates(name, o.Text, o.Blocks)
+	if err != nil {
+		var te *template.Error
+		if errors.As(err, &te) && te.Key != "" {
+			return nil, fmt.Errorf("slack sink %s: %s: %s", name, sinks.SettingNames(o.Setting, Kind, te.Key).Replace("{"+te.Key+"}"), te.Detail())
+		}
+		return nil, fmt.Errorf("slack sink %s: %w", name, err)
+	}
+	s.tpl = tpl
 
 	if webhook != "" {
 		u, err := url.Parse(webhook)
@@ -116,6 +133,7 @@ func NewSink(o Options) (*Sink, error) {
 		}
 		s.webhook = webhook
 		s.webhookShown = shownURL(webhook)
+		s.pacer = pacerFor("webhook " + webhook)
 		return s, nil
 	}
 
@@ -138,6 +156,7 @@ func NewSink(o Options) (*Sink, error) {
 	s.api = slackapi.New(token, opts...)
 	s.channel = channel
 	s.meta = o.Meta
+	s.pacer = pacerFor("bot " + strings.TrimSpace(o.APIURL) + " " + channel)
 	return s, nil
 }
 
@@ -149,18 +168,33 @@ func (s *Sink) Name() string { return s.name }
 // thread reply. It returns nil once Slack accepted the message (and, in bot mode, its
 // ts is stored).
 func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
-	ce, err := event.Decode(e.Body)
+	ce, msg, err := s.message(e)
 	if err != nil {
-		return sinks.Permanent(fmt.Errorf("slack: event %s: %w", e.ID, err))
-	}
-	msg, err := Render(ce)
-	if err != nil {
-		return sinks.Permanent(fmt.Errorf("slack: %w", err))
+		return err
 	}
 	if s.webhook != "" {
 		return s.postWebhook(ctx, msg)
 	}
 	return s.deliverBot(ctx, ce, msg)
+}
+
+// message renders e: the built-in message, with the sink's own templates applied. Its
+// errors are permanent: they would be the same on every retry.
+func (s *Sink) message(e event.Event) (*event.CloudEvent, Message, error) {
+	ce, err := event.Decode(e.Body)
+	if err != nil {
+		return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: event %s: %w", e.ID, err))
+	}
+	msg, err := Render(ce)
+	if err != nil {
+		return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: %w", err))
+	}
+	if s.tpl != nil {
+		if msg, err = s.tpl.apply(e, msg); err != nil {
+			return nil, Message{}, sinks.Permanent(fmt.Errorf("slack: event %s: template %w", e.ID, err))
+		}
+	}
+	return ce, msg, nil
 }
 
 func (s *Sink) postWebhook(ctx context.Context, msg Message) error {
@@ -174,6 +208,9 @@ func (s *Sink) postWebhook(ctx context.Context, msg Message) error {
 	var got hookResponse
 	client := *s.hc
 	client.Transport = captureTransport{base: s.hc.Transport, out: &got}
+	if err := s.pace(ctx); err != nil {
+		return err
+	}
 	err := slackapi.PostWebhookCustomHTTPContext(ctx, s.webhook, &client, wm)
 	if err != nil {
 		return s.classify("slack webhook "+s.webhookShown, err, &got)
@@ -204,6 +241,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 	}
 	updated := false
 	if ref != nil && ref.Target == s.channel {
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
 		_, _, _, err := s.api.UpdateMessageContext(ctx, ref.Channel, ref.TS,
 			slackapi.MsgOptionText(msg.Text, false), slackapi.MsgOptionBlocks(msg.Blocks...))
 		if err != nil {
@@ -233,6 +273,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 		log.Debug("slack message posted", "channel", ch, "ts", ts)
 	}
 	if msg.Reply != nil {
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
 		_, _, err := s.api.PostMessageContext(ctx, ref.Channel,
 			slackapi.MsgOptionText(msg.Reply.Text, false), slackapi.MsgOptionBlocks(msg.Reply.Blocks...),
 			slackapi.MsgOptionTS(ref.TS), slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())
@@ -246,6 +289,9 @@ func (s *Sink) deliverBot(ctx context.Context, ce *event.CloudEvent, msg Message
 
 // post posts msg to the configured channel and returns the channel ID and ts.
 func (s *Sink) post(ctx context.Context, msg Message) (string, string, error) {
+	if err := s.pace(ctx); err != nil {
+		return "", "", err
+	}
 	ch, ts, err := s.api.PostMessageContext(ctx, s.channel,
 		slackapi.MsgOptionText(msg.Text, false), slackapi.MsgOptionBlocks(msg.Blocks...),
 		slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())

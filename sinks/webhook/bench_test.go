@@ -6,12 +6,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/goccy/go-yaml"
+
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // benchReceiver answers 204 on loopback after reading the body.
@@ -108,6 +114,46 @@ func BenchmarkPlainPost(b *testing.B) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				return resp.Body.Close()
 			})
+		})
+	}
+}
+
+// BenchmarkTemplatedDeliver: the same sink (signed, 4 concurrent) sending the CloudEvent
+// and sending the body of the Teams recipe (deploy/templates/teams.yaml) rendered per
+// event, side by side in one run: the cost of a template on throughput.
+func BenchmarkTemplatedDeliver(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "templates", "teams.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var recipe struct {
+		Sinks []struct {
+			Webhook struct {
+				Body any `yaml:"body"`
+			} `yaml:"webhook"`
+		} `yaml:"sinks"`
+	}
+	if err := yaml.Unmarshal(raw, &recipe); err != nil || len(recipe.Sinks) != 1 {
+		b.Fatalf("teams recipe: %v", err)
+	}
+	_, whsec := newKey(b)
+	for _, mode := range []struct {
+		name string
+		body any
+	}{{"cloudevent", nil}, {"template", recipe.Sinks[0].Webhook.Body}} {
+		b.Run(mode.name, func(b *testing.B) {
+			srv := benchReceiver(b)
+			evs := benchEvents(b)
+			c := webhook.DefaultConfig()
+			c.URL, c.Secret, c.Body = srv.URL+"/hook", []string{whsec}, mode.body
+			s, err := webhook.New(c, sinks.Deps{Name: "teams", UserAgent: "exportbridge/bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = s.Close() })
+			ctx := context.Background()
+			defer bridgetest.CPUPerOp(b)()
+			benchLoop(b, true, evs, func(e event.Event) error { return s.Deliver(ctx, e) })
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Kind is the sink kind's name in the config file.
@@ -27,6 +28,18 @@ type Config struct {
 	Timeout     time.Duration     `yaml:"timeout"`
 	Concurrency int               `yaml:"concurrency"`
 	CA          string            `yaml:"ca"`
+	// Templates (SPEC "Templates"): body (a YAML structure whose string leaves are
+	// templates, sent as JSON) or body_text (sent as rendered), their content_type, and
+	// vars, values of the user's own that templates see as .Vars (secrets: ${ENV} works).
+	Body        any               `yaml:"body"`
+	BodyText    string            `yaml:"body_text"`
+	ContentType string            `yaml:"content_type"`
+	Vars        map[string]string `yaml:"vars" secret:"true"`
+}
+
+// payload is the template part of c.
+func (c Config) payload() template.PayloadConfig {
+	return template.PayloadConfig{Body: c.Body, BodyText: c.BodyText, ContentType: c.ContentType, Vars: c.Vars}
 }
 
 // DefaultConfig is the Config a block starts from: the defaults of the shorthand.
@@ -61,6 +74,9 @@ func (c Config) Validate() error {
 			fe.Add("ca", "%v", err)
 		}
 	}
+	for _, p := range c.payload().Validate(DefaultName) {
+		fe.Add(p.Key, "%s", p.Msg)
+	}
 	return fe.Err()
 }
 
@@ -84,6 +100,9 @@ func (c Config) Secrets() []string {
 	for _, v := range c.Headers {
 		out = append(out, v)
 	}
+	for _, v := range c.Vars {
+		out = append(out, v)
+	}
 	return out
 }
 
@@ -99,6 +118,15 @@ func (c Config) headerList() [][2]string {
 		out = append(out, [2]string{k, c.Headers[k]})
 	}
 	return out
+}
+
+// templateError names a template error by the setting as the user wrote it.
+func templateError(err error, d sinks.Deps) error {
+	var te *template.Error
+	if errors.As(err, &te) && te.Key != "" {
+		return fmt.Errorf("%s: %s", d.SettingName(te.Key), te.Detail())
+	}
+	return err
 }
 
 func decodeWhsec(s string) ([]byte, error) {
@@ -129,8 +157,12 @@ func New(c Config, d sinks.Deps) (*Sink, error) {
 		}
 		secrets = append(secrets, k)
 	}
+	payload, err := template.NewPayload(d.Name, c.payload())
+	if err != nil {
+		return nil, templateError(err, d) // Validate saw it
+	}
 	return NewSink(Options{
 		Name: d.Name, URL: c.URL, Secrets: secrets, Headers: c.headerList(), Timeout: c.Timeout,
-		CAFile: c.CA, Concurrency: c.Concurrency, UserAgent: d.UserAgent,
+		CAFile: c.CA, Concurrency: c.Concurrency, UserAgent: d.UserAgent, Payload: payload,
 	})
 }

@@ -28,8 +28,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/exportbridge/exportbridge/event"
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/retryafter"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/template"
 )
 
 // Defaults for Options fields left zero.
@@ -65,6 +67,9 @@ type Options struct {
 	Concurrency int           // sizes the Transport (MaxConnsPerHost/MaxIdleConnsPerHost); default 4
 	UserAgent   string        // "exportbridge/<version>"; default "exportbridge"
 	Now         func() time.Time
+	// Payload, when set, is sent instead of the CloudEvent (the `body` or `body_text`
+	// template), with the CloudEvent attributes in ce-* headers (binary mode).
+	Payload *template.Payload
 }
 
 // Sink delivers events to one webhook URL. It is safe for concurrent use.
@@ -80,6 +85,7 @@ type Sink struct {
 	tlsConfig *tls.Config
 	transport *http.Transport
 	client    *http.Client
+	payload   *template.Payload
 }
 
 var _ interface {
@@ -163,6 +169,7 @@ func NewSink(o Options) (*Sink, error) {
 		now:       now,
 		tlsConfig: tlsConf,
 		transport: tr,
+		payload:   o.Payload,
 	}
 	s.client = &http.Client{
 		Transport: tr,
@@ -193,15 +200,19 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	if e.ID == "" {
 		return sinks.Permanent(fmt.Errorf("webhook %s: event has no id (the webhook-id header needs one)", s.name))
 	}
+	body, h, err := s.message(e)
+	if err != nil {
+		return err
+	}
 	actx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url.String(), bytes.NewReader(e.Body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url.String(), bytes.NewReader(body))
 	if err != nil {
 		// The URL was validated in New; this cannot depend on the event.
 		return sinks.Permanent(fmt.Errorf("webhook %s: build request for POST %s: %s", s.name, s.safeURL, redact(err.Error(), s.url)))
 	}
-	s.setHeaders(req.Header, e.ID, e.Body)
+	req.Header = h
 
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -218,10 +229,38 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	return s.statusError(resp, excerpt)
 }
 
-// setHeaders writes the content type, the Standard Webhooks headers of this attempt, the
-// User-Agent and the extra headers into h.
-func (s *Sink) setHeaders(h http.Header, id string, body []byte) {
-	h.Set("Content-Type", event.ContentType)
+// message is what one attempt sends for e: the body (the CloudEvent, or the rendered
+// template) and the headers, signed over exactly that body. A template that cannot
+// render this event is a permanent error: it would fail the same way on every retry.
+func (s *Sink) message(e event.Event) ([]byte, http.Header, error) {
+	h := http.Header{}
+	if s.payload == nil {
+		s.setHeaders(h, e.ID, e.Body, event.ContentType, nil)
+		return e.Body, h, nil
+	}
+	body, ce, err := s.payload.Render(e)
+	if err != nil {
+		return nil, nil, sinks.Permanent(fmt.Errorf("webhook %s: event %s: template %w", s.name, e.ID, err))
+	}
+	s.setHeaders(h, e.ID, body, s.payload.ContentType(), ce)
+	return body, h, nil
+}
+
+// Preview returns the body and headers Deliver would send for e now, without sending
+// (`exportbridge template render`).
+func (s *Sink) Preview(e event.Event) (http.Header, []byte, error) {
+	body, h, err := s.message(e)
+	return h, body, err
+}
+
+// setHeaders writes the content type, the CloudEvents attributes of a templated body
+// (ce), the Standard Webhooks headers of this attempt, the User-Agent and the extra
+// headers into h.
+func (s *Sink) setHeaders(h http.Header, id string, body []byte, contentType string, ce [][2]string) {
+	h.Set("Content-Type", contentType)
+	for _, kv := range ce {
+		h[kv[0]] = []string{kv[1]} // lower-case as the binding writes them
+	}
 	h.Set("User-Agent", s.userAgent)
 	h[HeaderID] = []string{id}
 	ts := s.now().Unix()
@@ -373,10 +412,7 @@ func parseURL(raw string) (*url.URL, string, error) {
 }
 
 // safeString renders u without userinfo, query string and fragment.
-func safeString(u *url.URL) string {
-	c := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	return c.String()
-}
+func safeString(u *url.URL) string { return logging.SafeURL(u.String(), false) }
 
 // safeLocation resolves a redirect target against base and renders it without userinfo,
 // query string and fragment.

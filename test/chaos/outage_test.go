@@ -162,6 +162,10 @@ func TestSinkOutages(t *testing.T) {
 			switch {
 			case n == 0:
 				t.Errorf("during %q: no event detected and delivered to the healthy sink %s: the phase checked nothing", w.name, s)
+			case s == "slack":
+				// Slack paces itself (SPEC: one message per second per channel on average,
+				// bursts of 10): its delay is its own queue drained at that pace, whatever
+				// the other sinks do. The bound is for the unpaced sinks.
 			case p99 > maxHealthyP99:
 				t.Errorf("during %q: the healthy sink %s had a p99 delivery delay of %s (n=%d), want at most %s", w.name, s, p99.Round(time.Millisecond), n, maxHealthyP99)
 			}

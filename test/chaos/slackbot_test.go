@@ -149,7 +149,9 @@ func TestCrashLoopSlackBot(t *testing.T) {
 		last := m.versions[len(m.versions)-1]
 		return strings.Contains(last, "Export "+st)
 	}
-	bridgetest.WaitFor(t, pick(90*time.Second, 240*time.Second), "every export's message showing its final status", func() bool {
+	// Slack is paced to one message per second per channel (bursts of 10): about 2.2
+	// messages per export (post, update, a reply for failed) take that long to drain.
+	bridgetest.WaitFor(t, pick(150*time.Second, 420*time.Second), "every export's message showing its final status", func() bool {
 		if p.Exited() {
 			t.Fatalf("the last bridge exited (code %d)", p.Code())
 		}

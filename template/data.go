@@ -1,0 +1,234 @@
+package template
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/exportbridge/exportbridge/event"
+)
+
+// Mode says how the values a template sees are prepared.
+type Mode uint8
+
+const (
+	// Plain templates (webhook and NATS bodies) see the values as the API wrote them.
+	Plain Mode = iota
+	// Slack templates see every string that came from the API (and the keys of its
+	// objects) escaped for Slack's mrkdwn: & < > become &amp; &lt; &gt;. A filename
+	// "<!channel>" reaches Slack as text and pings no one, whatever the template does.
+	Slack
+)
+
+func (m Mode) String() string {
+	if m == Slack {
+		return "slack"
+	}
+	return "plain"
+}
+
+// Data is what a template sees: .Event, .Export, .Bridge and .Sink. Build it once per
+// event and sink with NewData, and render every template of that sink with it.
+type Data struct {
+	mode Mode
+	root map[string]any
+	ce   [][2]string // the CloudEvent attributes as binary-mode headers (CEHeaders)
+}
+
+// Mode is the mode the data was prepared for.
+func (d *Data) Mode() Mode { return d.mode }
+
+// SetVars gives templates the sink's `vars` as .Vars: values of the user's own (a
+// PagerDuty routing key read from a secret), shown as they are, in either mode.
+func (d *Data) SetVars(vars map[string]string) {
+	m := make(map[string]any, len(vars))
+	for k, v := range vars {
+		m[k] = v
+	}
+	d.root["Vars"] = m
+}
+
+// Map returns the data as templates see it (for `template render` and tests).
+func (d *Data) Map() map[string]any { return d.root }
+
+// wire is the part of the CloudEvent envelope the data model needs; data is decoded
+// with UseNumber, so numbers render as the API wrote them (1234567, not 1.234567e+06).
+type wire struct {
+	SpecVersion string         `json:"specversion"`
+	ID          string         `json:"id"`
+	Source      string         `json:"source"`
+	Type        string         `json:"type"`
+	Subject     string         `json:"subject"`
+	Time        string         `json:"time"`
+	Account     string         `json:"account"` // the scale-out extension attribute
+	Data        map[string]any `json:"data"`
+}
+
+// decodeWire reads the envelope and its data in one pass (decodeJSON).
+func decodeWire(body []byte) (*wire, error) {
+	v, err := decodeJSON(body)
+	if err != nil {
+		return nil, err
+	}
+	env, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the CloudEvent is not a JSON object")
+	}
+	w := &wire{}
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{{"specversion", &w.SpecVersion}, {"id", &w.ID}, {"source", &w.Source}, {"type", &w.Type},
+		{"subject", &w.Subject}, {"time", &w.Time}, {"account", &w.Account}} {
+		switch x := env[f.name].(type) {
+		case string:
+			*f.to = x
+		case nil:
+		default:
+			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", f.name, x)
+		}
+	}
+	switch x := env["data"].(type) {
+	case map[string]any:
+		w.Data = x
+	case nil:
+	default:
+		return nil, fmt.Errorf("data is a %T (expected an object)", x)
+	}
+	return w, nil
+}
+
+// headers are the envelope's attributes as CloudEvents binary-mode headers (HTTP and
+// NATS bindings), in name order; datacontenttype is the payload's Content-Type instead.
+func (w *wire) headers() [][2]string {
+	h := make([][2]string, 0, 7)
+	for _, a := range [...][2]string{
+		{"ce-account", w.Account}, {"ce-id", w.ID}, {"ce-source", w.Source}, {"ce-specversion", w.SpecVersion},
+		{"ce-subject", w.Subject}, {"ce-time", w.Time}, {"ce-type", w.Type},
+	} {
+		if a[1] != "" {
+			h = append(h, [2]string{a[0], percentEncode(a[1])})
+		}
+	}
+	return h
+}
+
+// NewData decodes the event's CloudEvent body into the data model of the SPEC:
+//
+//	.Event   id, type (com.plugchoice.export.ready), short_type (export.ready), status,
+//	         previous_status, time, observed_at
+//	.Export  the export object exactly as the API returned it, unknown fields included
+//	         (empty for bridge.* events)
+//	.Bridge  for bridge.* events: their data, plus kind, message, count and since
+//	.Sink    name
+//	.Vars    the sink's own values (SetVars), empty until set
+func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
+	w, err := decodeWire(e.Body)
+	if err != nil {
+		return nil, fmt.Errorf("template data of event %s: decode the CloudEvent: %w", e.ID, err)
+	}
+	if w.ID == "" || w.Type == "" {
+		return nil, fmt.Errorf("template data of event %s: the CloudEvent has no id or type", e.ID)
+	}
+	short := strings.TrimPrefix(w.Type, event.TypePrefix)
+	status := short[strings.IndexByte(short, '.')+1:]
+	ev := map[string]any{
+		"id":          w.ID,
+		"type":        w.Type,
+		"short_type":  short,
+		"status":      status,
+		"time":        w.Time,
+		"observed_at": w.Data["observed_at"],
+	}
+	if p, ok := w.Data["previous_status"]; ok && p != nil {
+		ev["previous_status"] = p
+	}
+	exp := map[string]any{}
+	var bridge map[string]any
+	if strings.HasPrefix(short, "bridge.") {
+		bridge = bridgeOf(w.Data)
+	} else if x, ok := w.Data["export"].(map[string]any); ok {
+		exp = x
+	}
+	if bridge == nil {
+		bridge = map[string]any{}
+	}
+	root := map[string]any{
+		"Event":  ev,
+		"Export": exp,
+		"Bridge": bridge,
+		"Sink":   map[string]any{"name": sink},
+		"Vars":   map[string]any{},
+	}
+	if mode == Slack {
+		// The sink name and the bridge's own words are escaped too: simpler to reason
+		// about than a list of which values came from the API.
+		escapeInPlace(root)
+	}
+	return &Data{mode: mode, root: root, ce: w.headers()}, nil
+}
+
+// bridgeOf is the data of a bridge.* event with the four names the SPEC gives every
+// bridge event: kind, message, count, since. poll_* events carry error_kind, message
+// and consecutive_failures; sink_* events carry kind (of the sink) and last_error.
+func bridgeOf(d map[string]any) map[string]any {
+	b := make(map[string]any, len(d)+4)
+	for k, v := range d {
+		b[k] = v
+	}
+	alias := func(name string, from ...string) {
+		if v, ok := b[name]; ok && v != nil {
+			return
+		}
+		for _, f := range from {
+			if v, ok := d[f]; ok && v != nil {
+				b[name] = v
+				return
+			}
+		}
+	}
+	alias("kind", "error_kind")
+	alias("message", "last_error")
+	alias("count", "consecutive_failures")
+	return b
+}
+
+// slackEscaper escapes the three characters Slack's mrkdwn treats as control
+// characters. It is the same rule as sinks/slack.Escape.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// SlackEscape escapes & < > for Slack.
+func SlackEscape(s string) string {
+	if !strings.ContainsAny(s, "&<>") {
+		return s
+	}
+	return slackEscaper.Replace(s)
+}
+
+// escapeInPlace escapes every string (and every object key) of v for Slack. v is data
+// NewData decoded itself, so it is changed in place.
+func escapeInPlace(v any) any {
+	switch x := v.(type) {
+	case string:
+		return SlackEscape(x)
+	case map[string]any:
+		var renamed []string
+		for k, val := range x {
+			x[k] = escapeInPlace(val)
+			if strings.ContainsAny(k, "&<>") {
+				renamed = append(renamed, k)
+			}
+		}
+		for _, k := range renamed {
+			val := x[k]
+			delete(x, k)
+			x[SlackEscape(k)] = val
+		}
+		return x
+	case []any:
+		for i, val := range x {
+			x[i] = escapeInPlace(val)
+		}
+		return x
+	}
+	return v
+}

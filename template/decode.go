@@ -1,0 +1,388 @@
+package template
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// decodeJSON decodes b into the values encoding/json gives with UseNumber into an any:
+// map[string]any, []any, string, json.Number, bool and nil. It is a single pass with one
+// allocation per value, which is most of the cost of rendering a template for an event
+// (encoding/json scans twice and allocates more); FuzzDecodeJSON holds it equal to
+// encoding/json, for valid and invalid input alike.
+func decodeJSON(b []byte) (any, error) {
+	d := jsonDecoder{b: b}
+	d.space()
+	v, err := d.value(0)
+	if err != nil {
+		return nil, err
+	}
+	d.space()
+	if d.i != len(d.b) {
+		return nil, d.errorf("invalid character %q after top-level value", d.b[d.i])
+	}
+	return v, nil
+}
+
+type jsonDecoder struct {
+	b []byte
+	i int
+}
+
+const maxDepth = 10000 // encoding/json's limit
+
+func (d *jsonDecoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("invalid JSON at offset %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+var errEnd = errors.New("unexpected end of JSON input")
+
+func (d *jsonDecoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jsonDecoder) value(depth int) (any, error) {
+	if d.i >= len(d.b) {
+		return nil, errEnd
+	}
+	if depth > maxDepth {
+		return nil, d.errorf("exceeded max depth")
+	}
+	switch c := d.b[d.i]; {
+	case c == '{':
+		return d.object(depth)
+	case c == '[':
+		return d.array(depth)
+	case c == '"':
+		s, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		return d.number()
+	case c == 't':
+		return true, d.literal("true")
+	case c == 'f':
+		return false, d.literal("false")
+	case c == 'n':
+		return nil, d.literal("null")
+	default:
+		return nil, d.errorf("invalid character %q looking for beginning of value", c)
+	}
+}
+
+func (d *jsonDecoder) literal(lit string) error {
+	if len(d.b)-d.i < len(lit) {
+		if string(d.b[d.i:]) == lit[:len(d.b)-d.i] {
+			return errEnd
+		}
+		return d.errorf("invalid literal")
+	}
+	if string(d.b[d.i:d.i+len(lit)]) != lit {
+		return d.errorf("invalid literal")
+	}
+	d.i += len(lit)
+	return nil
+}
+
+func (d *jsonDecoder) object(depth int) (any, error) {
+	d.i++ // {
+	m := make(map[string]any)
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return m, nil
+	}
+	for {
+		d.space()
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		if d.b[d.i] != '"' {
+			return nil, d.errorf("invalid character %q looking for beginning of object key string", d.b[d.i])
+		}
+		k, err := d.key()
+		if err != nil {
+			return nil, err
+		}
+		d.space()
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		if d.b[d.i] != ':' {
+			return nil, d.errorf("invalid character %q after object key", d.b[d.i])
+		}
+		d.i++
+		d.space()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		d.space()
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return m, nil
+		default:
+			return nil, d.errorf("invalid character %q after object key:value pair", d.b[d.i])
+		}
+	}
+}
+
+func (d *jsonDecoder) array(depth int) (any, error) {
+	d.i++ // [
+	a := []any{}
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+		return a, nil
+	}
+	for {
+		d.space()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, v)
+		d.space()
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return a, nil
+		default:
+			return nil, d.errorf("invalid character %q after array element", d.b[d.i])
+		}
+	}
+}
+
+func (d *jsonDecoder) number() (any, error) {
+	start := d.i
+	if d.b[d.i] == '-' {
+		d.i++
+	}
+	digits := func() int {
+		n := 0
+		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.i >= len(d.b) {
+		return nil, errEnd
+	}
+	switch {
+	case d.b[d.i] == '0':
+		d.i++
+	case d.b[d.i] >= '1' && d.b[d.i] <= '9':
+		digits()
+	default:
+		return nil, d.errorf("invalid character %q in numeric literal", d.b[d.i])
+	}
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		d.i++
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		if digits() == 0 {
+			return nil, d.errorf("invalid character %q after decimal point in numeric literal", d.b[d.i])
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		if digits() == 0 {
+			return nil, d.errorf("invalid character %q in exponent of numeric literal", d.b[d.i])
+		}
+	}
+	return json.Number(d.b[start:d.i]), nil
+}
+
+// knownKeys are the keys of every event: given as constants, they cost no allocation.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
+		"previous_status", "status", "observed_at", "export", "uuid", "filename", "file_size", "row_count",
+		"error_message", "requested_at", "completed_at", "failed_at", "download_url", "label",
+		"error_kind", "message", "consecutive_failures", "since", "sink", "kind", "destination", "last_error", "queued", "account"} {
+		m[k] = k
+	}
+	return m
+}()
+
+// key reads an object key: a known one without allocating.
+func (d *jsonDecoder) key() (string, error) {
+	start := d.i + 1
+	for j := start; j < len(d.b) && j-start <= 24; j++ {
+		if c := d.b[j]; c == '"' {
+			if k, ok := knownKeys[string(d.b[start:j])]; ok { // no allocation for the lookup
+				d.i = j + 1
+				return k, nil
+			}
+			break
+		} else if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return d.str()
+}
+
+// str reads a string; invalid UTF-8 and lone surrogates become U+FFFD, as encoding/json
+// does.
+func (d *jsonDecoder) str() (string, error) {
+	d.i++ // "
+	start := d.i
+	// Fast path: no escapes, valid UTF-8.
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		if c == '"' {
+			s := d.b[start:d.i]
+			d.i++
+			if utf8.Valid(s) {
+				return string(s), nil
+			}
+			return fixUTF8(s), nil
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			return "", d.errorf("invalid character %q in string literal", c)
+		}
+		d.i++
+	}
+	if d.i >= len(d.b) {
+		return "", errEnd
+	}
+	out := make([]byte, 0, d.i-start+16)
+	out = append(out, d.b[start:d.i]...)
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			if utf8.Valid(out) {
+				return string(out), nil
+			}
+			return fixUTF8(out), nil
+		case c < 0x20:
+			return "", d.errorf("invalid character %q in string literal", c)
+		case c != '\\':
+			out = append(out, c)
+			d.i++
+			continue
+		}
+		d.i++ // backslash
+		if d.i >= len(d.b) {
+			return "", errEnd
+		}
+		e := d.b[d.i]
+		d.i++
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				if d.i > len(d.b) {
+					return "", errEnd
+				}
+				return "", d.errorf("invalid character in \\u hexadecimal character escape")
+			}
+			if utf16.IsSurrogate(r) {
+				// A pair is \uD8xx\uDCxx; anything else leaves the first as U+FFFD.
+				save := d.i
+				if d.i+1 < len(d.b) && d.b[d.i] == '\\' && d.b[d.i+1] == 'u' {
+					d.i += 2
+					if r2, ok := d.hex4(); ok {
+						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+							out = utf8.AppendRune(out, dec)
+							continue
+						}
+					}
+				}
+				d.i = save
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			d.i--
+			return "", d.errorf("invalid character %q in string escape code", e)
+		}
+	}
+	return "", errEnd
+}
+
+func (d *jsonDecoder) hex4() (rune, bool) {
+	if d.i+4 > len(d.b) {
+		d.i = len(d.b) + 1
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.b[d.i : d.i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r*16 + rune(c)
+	}
+	d.i += 4
+	return r, true
+}
+
+func fixUTF8(s []byte) string {
+	out := make([]byte, 0, len(s)+8)
+	for len(s) > 0 {
+		r, size := utf8.DecodeRune(s)
+		if r == utf8.RuneError && size == 1 {
+			out = append(out, "\ufffd"...)
+		} else {
+			out = append(out, s[:size]...)
+		}
+		s = s[size:]
+	}
+	return string(out)
+}
