@@ -249,6 +249,9 @@ func (s *Store) Settle(sink string, st store.Settlement) error {
 	if err := s.settle(ctx, sink, st); err != nil {
 		return fmt.Errorf("settle %s: %w", sink, err)
 	}
+	if err := s.recordHealth(ctx, sink, st); err != nil {
+		return fmt.Errorf("settle %s: %w", sink, err)
+	}
 	return nil
 }
 
@@ -744,15 +747,17 @@ func (s *Store) drop(ctx context.Context, sink string) (queued, dead int, err er
 		return 0, 0, err
 	}
 	queued, dead = ob[sink], dl[sink]
-	lister, err := s.kv.ListKeysFiltered(ctx, "meta."+esc(sink)+".>", "att."+esc(sink)+".*", destKey(sink))
+	lister, err := s.kv.ListKeysFiltered(ctx, "meta."+esc(sink)+".>", "att."+esc(sink)+".*", destKey(sink), healthKey(sink))
 	if err != nil {
 		return 0, 0, fmt.Errorf("list keys of %s: %w", sink, err)
 	}
 	var keys []string
+	known := queued+dead > 0 // as the bolt store: delivery health alone does not count
 	for k := range lister.Keys() {
 		keys = append(keys, k)
+		known = known || k != healthKey(sink)
 	}
-	if queued+dead == 0 && len(keys) == 0 {
+	if !known {
 		return 0, 0, notFound("sink %s has nothing stored", sink)
 	}
 	if err := s.outbox.Purge(ctx, jetstream.WithPurgeSubject(outboxSubject(sink))); err != nil {

@@ -32,6 +32,8 @@ type stateStore interface {
 	Destination(sink string) (string, error)
 	SetDestination(sink, fingerprint string) error
 	Sinks() ([]string, error)
+	SinkHealths() (map[string]store.SinkHealth, error)
+	InFlight(limit int) ([]store.InFlightExport, int, error)
 	Close() error
 }
 
@@ -351,6 +353,24 @@ var cases = []struct {
 		must(t, err)
 		if st.Exports != 2 || !st.Initialized || st.Outbox["webhook"] != 1 || st.Outbox["slack"] != 1 || st.DeadLetters["webhook"] != 1 || !st.LastPoll.OK {
 			t.Errorf("Stats = %+v, want 2 exports, outbox webhook 1 slack 1, dead webhook 1", st)
+		}
+	}},
+	{"the status page sees exports in flight and each sink's last success and failure", func(t *testing.T, s stateStore, _ func() stateStore) {
+		c := cycle(routed(ev("h1", "u1"), "webhook"), routed(ev("h2", "u2"), "webhook"))
+		c.Upserts["u2"] = diff.Entry{Status: "pending", At: 7} // (bolt's InFlight skips an entry with Missed > 0)
+		must(t, s.CommitCycle(c))
+		recs := pending(t, s, "webhook")
+		recs[1].Attempts, recs[1].LastError = 1, "HTTP 503"
+		must(t, s.Settle("webhook", store.Settlement{Acks: []uint64{recs[0].Seq}, Attempts: recs[1:]}))
+		hs, err := s.SinkHealths()
+		must(t, err)
+		if h := hs["webhook"]; h.LastSuccess.IsZero() || h.LastError != "HTTP 503" || h.LastErrorAt.IsZero() {
+			t.Errorf("SinkHealths = %+v, want webhook's last success and its HTTP 503", hs)
+		}
+		in, n, err := s.InFlight(10)
+		must(t, err)
+		if n != 1 || len(in) != 1 || in[0].UUID != "u2" || in[0].Status != "pending" {
+			t.Errorf("InFlight = %+v (%d), want u2 pending", in, n)
 		}
 	}},
 }
