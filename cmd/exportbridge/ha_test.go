@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/exportbridge/exportbridge/natsembed"
 	"github.com/exportbridge/exportbridge/natsstore"
 	"github.com/exportbridge/exportbridge/store"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestAdminCommandsOnJetStream: with STORE=nats, state, dlq and queue work straight on
@@ -111,5 +115,47 @@ func TestOnceRefusesSharedState(t *testing.T) {
 	_, errOut, code := run(t, env, 30*time.Second, "once")
 	if code != 2 || !strings.Contains(errOut, "use run") {
 		t.Errorf("once with STORE=nats: exit %d, %q; want 2 and a hint to use run", code, errOut)
+	}
+}
+
+// TestRunOnJetStream: `run` with STORE=nats polls, delivers to the webhook and serves the
+// status page from the shared state; SIGTERM releases its leases and exits 0.
+func TestRunOnJetStream(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	sim, apiURL := newSim(t, simToken)
+	uuids := sim.AddN(3, "pending")
+	h := newHook(t)
+	env := withHook(baseEnv(apiURL, t.TempDir()), h)
+	env["EXPORTBRIDGE_STORE"] = "nats"
+	env["EXPORTBRIDGE_STORE_NATS_URL"] = srv.ClientURL()
+	env["EXPORTBRIDGE_LEASE_TTL"] = "3s"
+	admin := bridgetest.FreeAddr(t)
+	env["EXPORTBRIDGE_ADMIN_ADDR"] = admin
+	p := start(t, env, "run")
+	p.WaitPolls(1, 30*time.Second)
+	sim.SetStatus(uuids[0], "ready")
+	bridgetest.WaitFor(t, 15*time.Second, "the transition at the webhook", func() bool { return len(h.deliveries()) >= 1 })
+	if d := h.deliveries()[0]; d.subject != uuids[0] || d.typ != "com.plugchoice.export.ready" {
+		t.Errorf("delivered %s %s, want export.ready of %s", d.typ, d.subject, uuids[0])
+	}
+	resp, err := http.Get("http://" + admin + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "JetStream") || !strings.Contains(string(body), uuids[1]) {
+		t.Errorf("status page: %d, want 200 naming the JetStream store and the export in flight %s:\n%s", resp.StatusCode, uuids[1], bridgetest.Tail(string(body), 2000))
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(20 * time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
+	}
+	if !strings.Contains(p.Stderr.String(), `"msg":"lease given up"`) {
+		t.Error("no lease given up on SIGTERM")
 	}
 }
