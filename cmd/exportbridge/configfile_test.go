@@ -183,7 +183,7 @@ sinks:
 
 	check := func(sink string, got []received, wantSubject, wantType string) {
 		t.Helper()
-		if len(got) != 1 || got[0].subject != wantSubject || got[0].typ != wantType {
+		if len(got) != 1 || got[0].Subject != wantSubject || got[0].Type != wantType {
 			t.Errorf("%s got %+v, want exactly %s of %s", sink, got, wantType, wantSubject)
 		}
 	}

@@ -45,7 +45,7 @@ func TestBaselineAndTransitions(t *testing.T) {
 			} else {
 				time.Sleep(500 * time.Millisecond) // let any (wrong) delivery land
 				if got := h.deliveries(); len(got) != 0 {
-					t.Fatalf("baseline emitted %d webhook events, want none: first %s %s", len(got), got[0].typ, got[0].subject)
+					t.Fatalf("baseline emitted %d webhook events, want none: first %s %s", len(got), got[0].Type, got[0].Subject)
 				}
 				if got := stdoutEvents(t, p); len(got) != 0 {
 					t.Fatalf("baseline printed %d events on stdout, want none", len(got))
@@ -73,15 +73,15 @@ func TestBaselineAndTransitions(t *testing.T) {
 			}
 			var stdoutGot []received
 			for _, ce := range stdoutEvents(t, p) {
-				stdoutGot = append(stdoutGot, received{id: ce.ID, typ: ce.Type, subject: ce.Subject})
+				stdoutGot = append(stdoutGot, received{ID: ce.ID, Type: ce.Type, Subject: ce.Subject})
 			}
 			if distinct, dups := checkDelivered(t, stdoutGot, wants); distinct != len(wants) || dups != 0 {
 				t.Errorf("stdout: %d distinct events, %d duplicates; want %d and 0", distinct, dups, len(wants))
 			}
 			foundNew := false
 			for _, d := range got {
-				if d.subject == newReady {
-					foundNew = d.typ == "com.plugchoice.export.ready"
+				if d.Subject == newReady {
+					foundNew = d.Type == "com.plugchoice.export.ready"
 				}
 			}
 			if !foundNew {
@@ -131,7 +131,7 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(44, "pending")
 	h := newHook(t)
-	h.setDelay(func() time.Duration { return 50*time.Millisecond + rand.N(150*time.Millisecond) })
+	h.SetDelay(func() time.Duration { return 50*time.Millisecond + rand.N(150*time.Millisecond) })
 	env := withHook(baseEnv(apiURL, t.TempDir()), h)
 	var cur atomic.Pointer[proc]
 	cur.Store(start(t, env, "run"))
@@ -278,8 +278,8 @@ func TestOnceAndDeadLetters(t *testing.T) {
 	}
 	found := false
 	for _, d := range h.deliveries() {
-		if d.id == deadID {
-			found = d.subject == pending[0] && d.typ == "com.plugchoice.export.ready"
+		if d.ID == deadID {
+			found = d.Subject == pending[0] && d.Type == "com.plugchoice.export.ready"
 		}
 	}
 	if !found {
@@ -346,7 +346,7 @@ func TestAdminAgainstRunningBridge(t *testing.T) {
 	}
 	bridgetest.WaitFor(t, 30*time.Second, "the running bridge to deliver the replayed event", func() bool {
 		for _, d := range h.deliveries() {
-			if d.id == deadID {
+			if d.ID == deadID {
 				return true
 			}
 		}
@@ -370,7 +370,7 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	sent := func() { closeOnce.Do(func() { close(sigterm) }) }
 	t.Cleanup(sent) // runs before the hook's server closes: no handler stays held
 	var calls atomic.Int32
-	h.setDelay(func() time.Duration {
+	h.SetDelay(func() time.Duration {
 		if calls.Add(1) == 1 {
 			return 0
 		}
@@ -397,7 +397,7 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	if before >= len(wants) {
 		t.Fatalf("all %d events were delivered by the stopping bridge: nothing was left queued at SIGTERM, so the restart checks nothing (or the shutdown drained every queue)", before)
 	}
-	h.setDelay(nil)
+	h.SetDelay(nil)
 	start(t, env, "run")
 	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events delivered", len(wants)), func() bool {
 		return distinctIDs(h.deliveries()) >= len(wants)

@@ -1,101 +1,23 @@
 package main
 
 import (
-	"bytes"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
-// gate is a server of its own in front of a hook's receiver: it can hang every request
-// (until the client gives up), and it records, for every delivery the receiver accepted,
-// how long after its detection (data.observed_at) it arrived.
-type gate struct {
-	URL      string
-	hang     atomic.Bool
-	requests atomic.Int64
-
-	mu    sync.Mutex
-	delay map[string]time.Duration // event id -> arrival minus observed_at, first accepted
-}
-
-func newGate(t *testing.T, h *hook) *gate {
-	t.Helper()
-	g := &gate{delay: map[string]time.Duration{}}
-	inner := h.srv.Config.Handler
-	closed := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived := time.Now()
-		g.requests.Add(1)
-		if g.hang.Load() {
-			select {
-			case <-r.Context().Done():
-			case <-closed:
-			}
-			return
+// delaysSinceDetection returns, per event id, how long after its detection
+// (data.observed_at) its first accepted delivery arrived.
+func delaysSinceDetection(ds []received) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, d := range ds {
+		if _, seen := out[d.ID]; !seen && !d.Observed.IsZero() {
+			out[d.ID] = d.At.Sub(d.Observed)
 		}
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		inner.ServeHTTP(rec, r)
-		if rec.status >= 300 {
-			return
-		}
-		ce, err := event.Decode(body)
-		if err != nil {
-			return
-		}
-		d, _, err := event.ExportOf(ce)
-		if err != nil {
-			return
-		}
-		observed, err := time.Parse(time.RFC3339Nano, d.ObservedAt)
-		if err != nil {
-			return
-		}
-		g.mu.Lock()
-		if _, seen := g.delay[ce.ID]; !seen {
-			g.delay[ce.ID] = arrived.Sub(observed)
-		}
-		g.mu.Unlock()
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(closed) }) // runs first: no hanging handler outlives the test
-	g.URL = srv.URL + "/hooks/exports"
-	return g
-}
-
-// delays returns the detection-to-delivery delay of every accepted event.
-func (g *gate) delays() map[string]time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make(map[string]time.Duration, len(g.delay))
-	for k, v := range g.delay {
-		out[k] = v
 	}
 	return out
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
 }
 
 // TestSIGTERMHonoursShutdownTimeout: SIGTERM while the only webhook endpoint hangs on
@@ -110,10 +32,9 @@ func TestSIGTERMHonoursShutdownTimeout(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(8, "processing")
 	h := newHook(t)
-	g := newGate(t, h)
-	g.hang.Store(true)
+	h.Hang()
 	env := baseEnv(apiURL, t.TempDir())
-	env["EXPORTBRIDGE_WEBHOOK_URLS"] = g.URL
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
 	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = h.Secret
 	env["EXPORTBRIDGE_WEBHOOK_TIMEOUT"] = "30s" // only SHUTDOWN_TIMEOUT can end the hanging requests in time
 	env["EXPORTBRIDGE_SHUTDOWN_TIMEOUT"] = grace.String()
@@ -124,7 +45,7 @@ func TestSIGTERMHonoursShutdownTimeout(t *testing.T) {
 		sim.SetStatus(u, "ready")
 	}
 	wants := expectedSince(sim, baseline)
-	bridgetest.WaitFor(t, 30*time.Second, "deliveries hanging at the endpoint", func() bool { return g.requests.Load() >= 1 })
+	bridgetest.WaitFor(t, 30*time.Second, "deliveries hanging at the endpoint", func() bool { n, _ := h.counts(); return n >= 1 })
 
 	sent := time.Now()
 	p.Signal(syscall.SIGTERM)
@@ -141,7 +62,7 @@ func TestSIGTERMHonoursShutdownTimeout(t *testing.T) {
 		t.Fatalf("the hanging endpoint accepted %d events", n)
 	}
 
-	g.hang.Store(false)
+	h.Unhang()
 	start(t, env, "run")
 	bridgetest.WaitFor(t, 60*time.Second, "every queued event delivered after the restart", func() bool {
 		return distinctIDs(h.deliveries()) >= len(wants)

@@ -24,9 +24,8 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 	sim, apiURL := newSim(t, simToken)
 	uuids := sim.AddN(8, "processing")
 	dead, good := newHook(t), newHook(t)
-	timed := newGate(t, good) // records each delivery's delay since detection
 	release := make(chan struct{})
-	dead.setDelay(func() time.Duration {
+	dead.SetDelay(func() time.Duration {
 		select {
 		case <-release:
 		case <-time.After(time.Minute):
@@ -41,7 +40,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 		}
 	})
 	env := baseEnv(apiURL, t.TempDir())
-	env["EXPORTBRIDGE_WEBHOOK_URLS"] = dead.URL + "," + timed.URL
+	env["EXPORTBRIDGE_WEBHOOK_URLS"] = dead.URL + "," + good.URL
 	env["EXPORTBRIDGE_WEBHOOK_SECRET"] = dead.Secret + "," + good.Secret
 	env["EXPORTBRIDGE_WEBHOOK_TIMEOUT"] = "2s"
 	env["EXPORTBRIDGE_STDOUT"] = "true"
@@ -60,7 +59,7 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 	if n := len(dead.deliveries()); n != 0 {
 		t.Fatalf("the hanging endpoint delivered %d events", n)
 	}
-	delays := timed.delays()
+	delays := delaysSinceDetection(good.deliveries())
 	if len(delays) < len(wants) {
 		t.Fatalf("%d delivery delays recorded at the healthy endpoint, want %d", len(delays), len(wants))
 	}

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,14 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/simapi"
-	"github.com/exportbridge/exportbridge/sinks/webhook"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
@@ -122,92 +118,37 @@ func baseEnv(apiURL, stateDir string) map[string]string {
 }
 
 // received is one request the receiver accepted (signature verified).
-type received struct {
-	id, typ, subject string
-	body             []byte
-}
+type received = bridgetest.Delivery
 
-// hook is a webhook endpoint: an httptest server in front of webhook.NewReceiver that
-// records verified deliveries and can be told to answer another status or be slow.
-type hook struct {
-	URL    string
-	Secret string // whsec_...
-	srv    *httptest.Server
+// hook is the shared webhook receiver (test/bridgetest) with the answer rule the cmd
+// tests write: a function of the request returning a status, 503 with Retry-After: 1.
+type hook struct{ *bridgetest.Hook }
 
-	mu       sync.Mutex
-	got      []received
-	status   func(r *http.Request) int // non-zero: answer this instead of accepting
-	delay    func() time.Duration
-	requests int
-	rejected int
-}
+func newHook(t *testing.T) *hook { return &hook{bridgetest.NewHook(t)} }
 
-func newHook(t *testing.T) *hook {
-	t.Helper()
-	key := make([]byte, 32)
-	rand.Read(key)
-	return newHookKey(t, key)
-}
+// newHookKey is newHook verifying with key: endpoints that share one secret.
+func newHookKey(t *testing.T, key []byte) *hook { return &hook{bridgetest.NewHookWithKey(t, key)} }
 
-// newHookKey is newHook with a given signing key (several endpoints of one bridge
-// share WEBHOOK_SECRET).
-func newHookKey(t *testing.T, key []byte) *hook {
-	t.Helper()
-	h := &hook{Secret: "whsec_" + base64.StdEncoding.EncodeToString(key)}
-	recv := webhook.NewReceiver([][]byte{key}, func(id string, ce *event.CloudEvent, body []byte) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.got = append(h.got, received{id: id, typ: ce.Type, subject: ce.Subject, body: append([]byte(nil), body...)})
-	})
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		h.requests++
-		status, delay := h.status, h.delay
-		h.mu.Unlock()
-		if delay != nil {
-			time.Sleep(delay())
-		}
-		if status != nil {
-			if code := status(r); code != 0 {
-				h.mu.Lock()
-				h.rejected++
-				h.mu.Unlock()
-				if code == http.StatusServiceUnavailable {
-					w.Header().Set("Retry-After", "1")
-				}
-				http.Error(w, http.StatusText(code), code)
-				return
-			}
-		}
-		recv.ServeHTTP(w, r)
-	}))
-	t.Cleanup(h.srv.Close)
-	h.URL = h.srv.URL + "/hooks/exports"
-	return h
-}
-
+// setStatus makes the receiver answer fn(r) instead of accepting when it is non-zero.
 func (h *hook) setStatus(fn func(r *http.Request) int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.status = fn
+	if fn == nil {
+		h.SetStatusFunc(nil)
+		return
+	}
+	h.SetStatusFunc(func(r *http.Request) (int, string) {
+		if code := fn(r); code == http.StatusServiceUnavailable {
+			return code, "1"
+		} else {
+			return code, ""
+		}
+	})
 }
 
-func (h *hook) setDelay(fn func() time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.delay = fn
-}
-
-func (h *hook) deliveries() []received {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]received(nil), h.got...)
-}
+func (h *hook) deliveries() []received { return h.Deliveries() }
 
 func (h *hook) counts() (requests, rejected int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.requests, h.rejected
+	requests, rejected, _ = h.Counts()
+	return requests, rejected
 }
 
 // withHook adds h as the single webhook sink to env.
@@ -240,19 +181,19 @@ func checkDelivered(t *testing.T, got []received, wants []want) (distinct, dups 
 	first := map[string]received{}
 	var order []received
 	for _, d := range got {
-		if prev, ok := first[d.id]; ok {
+		if prev, ok := first[d.ID]; ok {
 			dups++
-			if !bytes.Equal(prev.body, d.body) {
-				t.Errorf("event %s delivered twice with different bodies:\n%s\n%s", d.id, prev.body, d.body)
+			if !bytes.Equal(prev.Body, d.Body) {
+				t.Errorf("event %s delivered twice with different bodies:\n%s\n%s", d.ID, prev.Body, d.Body)
 			}
 			continue
 		}
-		first[d.id] = d
+		first[d.ID] = d
 		order = append(order, d)
 	}
 	perGot := map[string][]string{}
 	for _, d := range order {
-		perGot[d.subject] = append(perGot[d.subject], d.typ)
+		perGot[d.Subject] = append(perGot[d.Subject], d.Type)
 	}
 	perWant := map[string][]string{}
 	for _, w := range wants {
@@ -275,7 +216,7 @@ func checkDelivered(t *testing.T, got []received, wants []want) (distinct, dups 
 func distinctIDs(ds []received) int {
 	m := map[string]bool{}
 	for _, d := range ds {
-		m[d.id] = true
+		m[d.ID] = true
 	}
 	return len(m)
 }

@@ -74,7 +74,7 @@ func TestRenamedSinkKeepsItsQueue(t *testing.T) {
 	}
 	var got []string
 	for _, d := range h.deliveries() {
-		got = append(got, d.id)
+		got = append(got, d.ID)
 	}
 	slices.Sort(got)
 	slices.Sort(queuedIDs)

@@ -235,7 +235,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	})
 	bridgetest.WaitFor(t, 30*time.Second, "webhook-1 to get the hostile export", func() bool {
 		for _, d := range good.deliveries() {
-			if d.id == dead.EventID {
+			if d.ID == dead.EventID {
 				return true
 			}
 		}
@@ -363,7 +363,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	bridgetest.WaitFor(t, 30*time.Second, "the replayed event delivered to webhook-2", func() bool {
 		for _, d := range gone.deliveries() {
-			if d.id == dead.EventID {
+			if d.ID == dead.EventID {
 				return true
 			}
 		}
@@ -372,7 +372,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	p.WaitPolls(p.Polls()+2, 60*time.Second)
 	n := 0
 	for _, d := range gone.deliveries() {
-		if d.id == dead.EventID {
+		if d.ID == dead.EventID {
 			n++
 		}
 	}
@@ -470,7 +470,7 @@ func TestStatusPageSignInInBrowser(t *testing.T) {
 	waitPage(t, ctx, "the replay notice", "done=replay")
 	bridgetest.WaitFor(t, 30*time.Second, "the replayed event delivered", func() bool {
 		for _, d := range h.deliveries() {
-			if d.id == eventID {
+			if d.ID == eventID {
 				return true
 			}
 		}

@@ -81,10 +81,10 @@ func TestAPIFaults(t *testing.T) {
 	settle()
 
 	// 401 for a while: poll_failing once, /readyz says why, then back.
-	failingBefore := countType(h.deliveries(), "com.plugchoice.bridge.poll_failing")
+	failingBefore := countType(h.Deliveries(), "com.plugchoice.bridge.poll_failing")
 	sim.SetToken("revoked-" + token)
 	bridgetest.WaitFor(t, 90*time.Second, "bridge.poll_failing delivered", func() bool {
-		return countType(h.deliveries(), "com.plugchoice.bridge.poll_failing") > failingBefore
+		return countType(h.Deliveries(), "com.plugchoice.bridge.poll_failing") > failingBefore
 	})
 	code, body := readyz(listen)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "api_unauthorized") {
@@ -94,16 +94,16 @@ func TestAPIFaults(t *testing.T) {
 	time.Sleep(pick(3*time.Second, time.Minute))
 	sim.SetToken(token)
 	bridgetest.WaitFor(t, 120*time.Second, "bridge.poll_recovered delivered", func() bool {
-		return countType(h.deliveries(), "com.plugchoice.bridge.poll_recovered") > 0
+		return countType(h.Deliveries(), "com.plugchoice.bridge.poll_recovered") > 0
 	})
 	settle()
 	d.step(0.5)
 	settle()
 
 	want := expectedSince(sim, baseline, nil)
-	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
+	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.Deliveries(), want) })
 	time.Sleep(2 * time.Second)
-	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	r := checkInvariant(t, "webhook", h.Deliveries(), want)
 	noSecretInRequests(t, h)
 	if r.bridge["bridge.poll_failing"] != 1 || r.bridge["bridge.poll_recovered"] != 1 {
 		t.Errorf("bridge events %v, want exactly one bridge.poll_failing and one bridge.poll_recovered", r.bridge)
@@ -119,8 +119,8 @@ func TestAPIFaults(t *testing.T) {
 func countType(ds []delivery, typ string) int {
 	seen := map[string]bool{}
 	for _, d := range ds {
-		if d.typ == typ {
-			seen[d.id] = true
+		if d.Type == typ {
+			seen[d.ID] = true
 		}
 	}
 	return len(seen)

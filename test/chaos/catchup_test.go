@@ -29,31 +29,31 @@ func TestCatchUpAfterOutage(t *testing.T) {
 	p.WaitPolls(1, 60*time.Second)
 	baseline := len(sim.Transitions())
 
-	victim.setStatus(http.StatusInternalServerError, "")
+	victim.SetStatus(http.StatusInternalServerError, "")
 	for _, u := range uuids {
 		sim.SetStatus(u, "ready")
 	}
 	wants := expectedSince(sim, baseline, nil)
 	bridgetest.WaitFor(t, 30*time.Second, "the first attempt against the outage", func() bool {
-		_, rejected, _ := victim.counts()
+		_, rejected, _ := victim.Counts()
 		return rejected > 0
 	})
 	time.Sleep(outage)
-	_, attempts, _ := victim.counts()
-	victim.setStatus(0, "")
+	_, attempts, _ := victim.Counts()
+	victim.SetStatus(0, "")
 	back := time.Now()
 
 	bridgetest.WaitFor(t, 3*time.Minute, fmt.Sprintf("%d events at the webhook", n), func() bool {
 		if p.Exited() {
 			t.Fatalf("the bridge exited (code %d)", p.Code())
 		}
-		return hasAll(victim.deliveries(), wants)
+		return hasAll(victim.Deliveries(), wants)
 	})
-	got := victim.deliveries()
-	firstOK, last := got[0].at, got[0].at
+	got := victim.Deliveries()
+	firstOK, last := got[0].At, got[0].At
 	for _, d := range got {
-		if d.at.After(last) {
-			last = d.at
+		if d.At.After(last) {
+			last = d.At
 		}
 	}
 	r := checkInvariant(t, "webhook-1", got, wants)

@@ -23,7 +23,7 @@ func TestCrashLoop(t *testing.T) {
 	sim, apiURL := newSim(t, token, 0, nil)
 	live := sim.AddN(nExports, "pending")
 	h := newHook(t)
-	h.setDelay(func() time.Duration { return 20*time.Millisecond + mrand.N(130*time.Millisecond) })
+	h.SetDelay(func() time.Duration { return 20*time.Millisecond + mrand.N(130*time.Millisecond) })
 	nb := newNATS(t)
 	env := baseEnv(apiURL, token, t.TempDir())
 	env["EXPORTBRIDGE_WEBHOOK_URLS"] = h.URL
@@ -67,10 +67,10 @@ loop:
 		if p.Exited() {
 			t.Fatalf("the last bridge exited (code %d)", p.Code())
 		}
-		return hasAll(h.deliveries(), wantHook) && nb.count() >= len(wantNATS)
+		return hasAll(h.Deliveries(), wantHook) && nb.count() >= len(wantNATS)
 	})
 	time.Sleep(2 * time.Second) // anything extra (wrong) would show now
-	rh := checkInvariant(t, "webhook", h.deliveries(), wantHook)
+	rh := checkInvariant(t, "webhook", h.Deliveries(), wantHook)
 	rn := checkInvariant(t, "nats", nb.deliveries(), wantNATS)
 	noSecretInRequests(t, h)
 	if kills < wantKills {

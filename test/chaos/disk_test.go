@@ -97,9 +97,9 @@ func TestDiskFull(t *testing.T) {
 	d.step(0.5)
 	p.WaitPolls(p.Polls()+2, 60*time.Second)
 	want := expectedSince(sim, baseline, nil)
-	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
+	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.Deliveries(), want) })
 	time.Sleep(time.Second)
-	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	r := checkInvariant(t, "webhook", h.Deliveries(), want)
 	noSecretInRequests(t, h)
 	report(t, "tmpfs 4 MiB filled: /readyz said %s; polls stopped; store file %d bytes after; %s",
 		strings.TrimSpace(body), fileSize(filepath.Join(dir, "exportbridge.db")), r)

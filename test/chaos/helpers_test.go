@@ -21,10 +21,8 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"os"
 	"slices"
 	"sort"
@@ -37,7 +35,6 @@ import (
 
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/simapi"
-	"github.com/exportbridge/exportbridge/sinks/webhook"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
@@ -274,20 +271,15 @@ func (d *driver) step(share float64) int {
 // --- deliveries and the invariant ------------------------------------------------------
 
 // delivery is one event a sink received.
-type delivery struct {
-	id, typ, subject string
-	body             []byte
-	at               time.Time // when it arrived
-	observed         time.Time // data.observed_at: when the bridge detected it
-}
+type delivery = bridgetest.Delivery
 
 func newDelivery(id string, ce *event.CloudEvent, body []byte, at time.Time) delivery {
-	d := delivery{id: id, typ: ce.Type, subject: ce.Subject, body: append([]byte(nil), body...), at: at}
+	d := delivery{ID: id, Type: ce.Type, Subject: ce.Subject, Body: append([]byte(nil), body...), At: at}
 	var od struct {
 		ObservedAt string `json:"observed_at"`
 	}
 	if json.Unmarshal(ce.Data, &od) == nil {
-		d.observed, _ = time.Parse(time.RFC3339Nano, od.ObservedAt)
+		d.Observed, _ = time.Parse(time.RFC3339Nano, od.ObservedAt)
 	}
 	return d
 }
@@ -343,28 +335,28 @@ func checkInvariant(t errorer, sink string, got []delivery, wants []want) result
 	var order []delivery
 	var delays []time.Duration
 	for _, d := range got {
-		if prev, ok := first[d.id]; ok {
+		if prev, ok := first[d.ID]; ok {
 			r.dups++
-			if !bytes.Equal(prev.body, d.body) {
-				t.Errorf("%s: event %s delivered twice with different bytes:\n%s\n%s", sink, d.id, prev.body, d.body)
+			if !bytes.Equal(prev.Body, d.Body) {
+				t.Errorf("%s: event %s delivered twice with different bytes:\n%s\n%s", sink, d.ID, prev.Body, d.Body)
 			}
 			continue
 		}
-		first[d.id] = d
-		if strings.HasPrefix(d.typ, "com.plugchoice.bridge.") {
-			r.bridge[strings.TrimPrefix(d.typ, "com.plugchoice.")]++
+		first[d.ID] = d
+		if strings.HasPrefix(d.Type, "com.plugchoice.bridge.") {
+			r.bridge[strings.TrimPrefix(d.Type, "com.plugchoice.")]++
 			continue
 		}
 		order = append(order, d)
-		if !d.observed.IsZero() && !d.at.IsZero() {
-			delays = append(delays, d.at.Sub(d.observed))
+		if !d.Observed.IsZero() && !d.At.IsZero() {
+			delays = append(delays, d.At.Sub(d.Observed))
 		}
 	}
 	r.delivered = len(order)
 	r.maxDelay, r.p99 = maxAndP99(delays)
 	perGot := map[string][]string{}
 	for _, d := range order {
-		perGot[d.subject] = append(perGot[d.subject], d.typ)
+		perGot[d.Subject] = append(perGot[d.Subject], d.Type)
 	}
 	perWant := map[string][]string{}
 	for _, w := range wants {
@@ -418,11 +410,11 @@ func p99Between(got []delivery, from, to time.Time) (p99 time.Duration, n int) {
 	seen := map[string]bool{}
 	var ds []time.Duration
 	for _, d := range got {
-		if seen[d.id] || d.observed.IsZero() || d.observed.Before(from) || !d.observed.Before(to) {
+		if seen[d.ID] || d.Observed.IsZero() || d.Observed.Before(from) || !d.Observed.Before(to) {
 			continue
 		}
-		seen[d.id] = true
-		ds = append(ds, d.at.Sub(d.observed))
+		seen[d.ID] = true
+		ds = append(ds, d.At.Sub(d.Observed))
 	}
 	_, p := maxAndP99(ds)
 	return p, len(ds)
@@ -431,7 +423,7 @@ func p99Between(got []delivery, from, to time.Time) (p99 time.Duration, n int) {
 func distinctIDs(ds []delivery) int {
 	m := map[string]bool{}
 	for _, d := range ds {
-		m[d.id] = true
+		m[d.ID] = true
 	}
 	return len(m)
 }
@@ -440,7 +432,7 @@ func distinctIDs(ds []delivery) int {
 func hasAll(got []delivery, wants []want) bool {
 	have := map[want]bool{}
 	for _, d := range got {
-		have[want{d.subject, d.typ}] = true
+		have[want{d.Subject, d.Type}] = true
 	}
 	for _, w := range wants {
 		if !have[w] {
@@ -452,166 +444,18 @@ func hasAll(got []delivery, wants []want) bool {
 
 // --- webhook receiver ----------------------------------------------------------------
 
-// hook is a webhook endpoint on a fixed loopback port, in front of webhook.NewReceiver
-// (which verifies the Standard Webhooks signature). It records verified deliveries, can
-// be taken down (connection refused) and brought back on the same port, hang, or answer
-// another status. Every request is checked for the webhook secret.
-type hook struct {
-	t      *testing.T
-	URL    string
-	Secret string // whsec_...
-	addr   string
-	recv   http.Handler
-	keyB64 string
+// hook is the shared webhook receiver (test/bridgetest.Hook): it verifies signatures,
+// can go down and come back on the same port, hang or answer another status, and counts
+// requests carrying its secret.
+type hook = bridgetest.Hook
 
-	mu       sync.Mutex
-	srv      *http.Server
-	got      []delivery
-	status   int    // non-zero: answer this
-	retryAft string // with this Retry-After
-	hang     chan struct{}
-	delay    func() time.Duration
-	requests int
-	rejected int
-	leaks    int
-}
-
+// newHook starts a receiver whose secret the suite's output check looks for.
 func newHook(t *testing.T) *hook {
 	t.Helper()
-	key := make([]byte, 32)
-	rand.Read(key)
-	h := &hook{t: t, keyB64: base64.StdEncoding.EncodeToString(key)}
-	h.Secret = "whsec_" + h.keyB64
+	h := bridgetest.NewHook(t)
 	registerSecret(h.Secret, "webhook secret")
-	registerSecret(h.keyB64, "webhook secret (base64 key)")
-	h.recv = webhook.NewReceiver([][]byte{key}, func(id string, ce *event.CloudEvent, body []byte) {
-		now := time.Now()
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.got = append(h.got, newDelivery(id, ce, body, now))
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.addr = ln.Addr().String()
-	h.URL = "http://" + h.addr + "/hooks/exports"
-	h.serve(ln)
-	t.Cleanup(func() {
-		h.unhang()
-		h.down()
-	})
+	registerSecret(h.KeyB64, "webhook secret (base64 key)")
 	return h
-}
-
-func (h *hook) serve(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(h.handle), ReadHeaderTimeout: 10 * time.Second}
-	h.mu.Lock()
-	h.srv = srv
-	h.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
-}
-
-func (h *hook) handle(w http.ResponseWriter, r *http.Request) {
-	dump, _ := httputil.DumpRequest(r, true) // restores r.Body
-	h.mu.Lock()
-	h.requests++
-	if bytes.Contains(dump, []byte(h.keyB64)) || bytes.Contains(dump, []byte("whsec_")) {
-		h.leaks++
-	}
-	status, ra, hang, delay := h.status, h.retryAft, h.hang, h.delay
-	h.mu.Unlock()
-	if delay != nil {
-		time.Sleep(delay())
-	}
-	if hang != nil {
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if status != 0 {
-		h.mu.Lock()
-		h.rejected++
-		h.mu.Unlock()
-		if ra != "" {
-			w.Header().Set("Retry-After", ra)
-		}
-		http.Error(w, http.StatusText(status), status)
-		return
-	}
-	h.recv.ServeHTTP(w, r)
-}
-
-// down closes the listener and every connection: new connections are refused.
-func (h *hook) down() {
-	h.mu.Lock()
-	srv := h.srv
-	h.srv = nil
-	h.mu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
-	}
-}
-
-// up listens again on the same port.
-func (h *hook) up() {
-	h.t.Helper()
-	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", h.addr); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		h.t.Fatalf("webhook receiver: listen again on %s: %v", h.addr, err)
-	}
-	h.serve(ln)
-}
-
-// setHang makes every request wait until unhang (or the client gives up).
-func (h *hook) setHang() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.hang == nil {
-		h.hang = make(chan struct{})
-	}
-}
-
-func (h *hook) unhang() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.hang != nil {
-		close(h.hang)
-		h.hang = nil
-	}
-}
-
-func (h *hook) setStatus(code int, retryAfter string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.status, h.retryAft = code, retryAfter
-}
-
-func (h *hook) setDelay(fn func() time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.delay = fn
-}
-
-func (h *hook) deliveries() []delivery {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.got)
-}
-
-func (h *hook) counts() (requests, rejected, leaks int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.requests, h.rejected, h.leaks
 }
 
 // --- fake Slack (incoming-webhook mode) ------------------------------------------------
@@ -739,7 +583,7 @@ func slackDeliveries(msgs []slackMsg, uuids []string) []delivery {
 			for _, st := range []string{"pending", "processing", "ready", "failed", "cancelled"} {
 				if strings.HasPrefix(m.text, "Export "+st) {
 					typ := "com.plugchoice.export." + st
-					out = append(out, delivery{id: u + "/" + st, typ: typ, subject: u, body: m.raw, at: m.at})
+					out = append(out, delivery{ID: u + "/" + st, Type: typ, Subject: u, Body: m.raw, At: m.at})
 				}
 			}
 			break
@@ -847,7 +691,7 @@ func report(t *testing.T, format string, args ...any) {
 func noSecretInRequests(t *testing.T, hs ...*hook) {
 	t.Helper()
 	for _, h := range hs {
-		if _, _, leaks := h.counts(); leaks > 0 {
+		if _, _, leaks := h.Counts(); leaks > 0 {
 			t.Errorf("the webhook secret appeared in %d requests to %s", leaks, h.URL)
 		}
 	}

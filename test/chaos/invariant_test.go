@@ -20,7 +20,7 @@ func (r *recorder) Errorf(format string, args ...any) {
 func TestCheckInvariantCatchesViolations(t *testing.T) {
 	const pre = "com.plugchoice.export."
 	d := func(id, uuid, status, body string) delivery {
-		return delivery{id: id, subject: uuid, typ: pre + status, body: []byte(body)}
+		return delivery{ID: id, Subject: uuid, Type: pre + status, Body: []byte(body)}
 	}
 	wants := []want{{"a", pre + "processing"}, {"a", pre + "ready"}, {"b", pre + "failed"}}
 	tests := []struct {

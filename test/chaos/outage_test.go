@@ -69,7 +69,7 @@ func TestSinkOutages(t *testing.T) {
 	caughtUp := func(sink string) bool {
 		switch sink {
 		case "webhook-1":
-			return hasAll(victim.deliveries(), expectedSince(sim, baseline, nil))
+			return hasAll(victim.Deliveries(), expectedSince(sim, baseline, nil))
 		case "nats":
 			return nb.count() >= len(expectedSince(sim, baseline, nil))
 		case "slack":
@@ -98,8 +98,8 @@ func TestSinkOutages(t *testing.T) {
 		windows = append(windows, w)
 	}
 	hooksHealthy := []string{"webhook-2", "nats", "slack"}
-	run("webhook-1 connection refused", "webhook-1", hooksHealthy, victim.down, victim.up)
-	run("webhook-1 hanging", "webhook-1", hooksHealthy, victim.setHang, victim.unhang)
+	run("webhook-1 connection refused", "webhook-1", hooksHealthy, victim.Down, victim.Up)
+	run("webhook-1 hanging", "webhook-1", hooksHealthy, victim.Hang, victim.Unhang)
 	for _, c := range []struct {
 		code int
 		ra   string
@@ -108,7 +108,7 @@ func TestSinkOutages(t *testing.T) {
 		if c.ra != "" {
 			name += " Retry-After " + c.ra
 		}
-		run(name, "webhook-1", hooksHealthy, func() { victim.setStatus(c.code, c.ra) }, func() { victim.setStatus(0, "") })
+		run(name, "webhook-1", hooksHealthy, func() { victim.SetStatus(c.code, c.ra) }, func() { victim.SetStatus(0, "") })
 	}
 	run("nats stopped", "nats", []string{"webhook-1", "webhook-2", "slack"}, nb.stop, nb.restart)
 	run("slack answering 429", "slack", []string{"webhook-1", "webhook-2", "nats"}, func() { sl.set429(true) }, func() { sl.set429(false) })
@@ -131,23 +131,23 @@ func TestSinkOutages(t *testing.T) {
 		if p.Exited() {
 			t.Fatalf("the bridge exited (code %d)", p.Code())
 		}
-		return hasAll(victim.deliveries(), wantAll) && hasAll(healthy.deliveries(), wantAll) &&
+		return hasAll(victim.Deliveries(), wantAll) && hasAll(healthy.Deliveries(), wantAll) &&
 			nb.count() >= len(wantAll) && hasAll(slackDeliveries(sl.messages(), uuidList), wantSlack)
 	})
 	time.Sleep(2 * time.Second)
 	got := map[string][]delivery{
-		"webhook-1": victim.deliveries(),
-		"webhook-2": healthy.deliveries(),
+		"webhook-1": victim.Deliveries(),
+		"webhook-2": healthy.Deliveries(),
 		"nats":      nb.deliveries(),
 		"slack":     slackDeliveries(sl.messages(), uuidList),
 	}
 	// Slack messages carry no observed_at: take it from webhook-2's copy of the event.
 	obs := map[want]time.Time{}
 	for _, d := range got["webhook-2"] {
-		obs[want{d.subject, d.typ}] = d.observed
+		obs[want{d.Subject, d.Type}] = d.Observed
 	}
 	for i, d := range got["slack"] {
-		got["slack"][i].observed = obs[want{d.subject, d.typ}]
+		got["slack"][i].Observed = obs[want{d.Subject, d.Type}]
 	}
 	var lines []string
 	for _, name := range []string{"webhook-1", "webhook-2", "nats"} {
@@ -173,7 +173,7 @@ func TestSinkOutages(t *testing.T) {
 		report(t, "during %q (%s): %s; the sink caught up %s after the outage ended", w.name, phase, strings.Join(parts, ", "), w.catchUp.Round(100*time.Millisecond))
 	}
 	noSecretInRequests(t, victim, healthy)
-	_, rejected, _ := victim.counts()
+	_, rejected, _ := victim.Counts()
 	report(t, "webhook-1 refused %d requests during its outages; slack refused %d", rejected, sl.rejectedCount())
 	report(t, "%s", strings.Join(lines, "; "))
 }

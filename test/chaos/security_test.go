@@ -119,8 +119,8 @@ func TestForeignNextLink(t *testing.T) {
 		p.WaitPolls(p.Polls()+3, 60*time.Second)
 	}
 	want := expectedSince(sim, baseline, nil)
-	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.deliveries(), want) })
-	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	bridgetest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d events", len(want)), func() bool { return hasAll(h.Deliveries(), want) })
+	r := checkInvariant(t, "webhook", h.Deliveries(), want)
 	noSecretInRequests(t, h)
 	mu.Lock()
 	defer mu.Unlock()

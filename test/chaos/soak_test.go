@@ -83,9 +83,9 @@ func TestSoak(t *testing.T) {
 
 	want := expectedSince(sim, baseline, nil)
 	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d events", len(want)), func() bool {
-		return hasAll(h.deliveries(), want) && nb.count() >= len(want)
+		return hasAll(h.Deliveries(), want) && nb.count() >= len(want)
 	})
-	rh := checkInvariant(t, "webhook", h.deliveries(), want)
+	rh := checkInvariant(t, "webhook", h.Deliveries(), want)
 	noSecretInRequests(t, h)
 	rn := checkInvariant(t, "nats", nb.deliveries(), want)
 
