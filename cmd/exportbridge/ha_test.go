@@ -139,8 +139,8 @@ func TestRunOnJetStream(t *testing.T) {
 	p.WaitPolls(1, 30*time.Second)
 	sim.SetStatus(uuids[0], "ready")
 	bridgetest.WaitFor(t, 15*time.Second, "the transition at the webhook", func() bool { return len(h.deliveries()) >= 1 })
-	if d := h.deliveries()[0]; d.subject != uuids[0] || d.typ != "com.plugchoice.export.ready" {
-		t.Errorf("delivered %s %s, want export.ready of %s", d.typ, d.subject, uuids[0])
+	if d := h.deliveries()[0]; d.Subject != uuids[0] || d.Type != "com.plugchoice.export.ready" {
+		t.Errorf("delivered %s %s, want export.ready of %s", d.Type, d.Subject, uuids[0])
 	}
 	resp, err := http.Get("http://" + admin + "/")
 	if err != nil {

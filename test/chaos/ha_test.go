@@ -112,10 +112,10 @@ func TestHAReplicas(t *testing.T) {
 		t.Fatalf("%d transitions and %d kills: nothing to check", len(want), len(kills))
 	}
 	bridgetest.WaitFor(t, 90*time.Second, fmt.Sprintf("%d webhook events", len(want)), func() bool {
-		return hasAll(h.deliveries(), want)
+		return hasAll(h.Deliveries(), want)
 	})
 	time.Sleep(2 * time.Second) // anything extra (wrong) would show now
-	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	r := checkInvariant(t, "webhook", h.Deliveries(), want)
 
 	segs := pollers.segments()
 	if unknown := pollers.unknown(); unknown > 0 {
@@ -209,10 +209,10 @@ func TestHAStoppedLeader(t *testing.T) {
 		t.Fatalf("%d transitions, stopped at %v: nothing to check", len(want), stopAt)
 	}
 	bridgetest.WaitFor(t, 90*time.Second, fmt.Sprintf("%d webhook events", len(want)), func() bool {
-		return hasAll(h.deliveries(), want)
+		return hasAll(h.Deliveries(), want)
 	})
 	time.Sleep(2 * time.Second)
-	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	r := checkInvariant(t, "webhook", h.Deliveries(), want)
 	segs := pollers.segments()
 	if len(segs) != 2 || segs[0].replica != 0 || segs[1].replica != 1 {
 		t.Errorf("pollers seen by the API: %v, want the leader then the standby, once each", segs)
@@ -240,7 +240,7 @@ func TestHAKillLoop(t *testing.T) {
 	sim, apiURL := newSim(t, token, 0, nil)
 	live := sim.AddN(pick(150, 400), "pending")
 	h := newHook(t)
-	h.setDelay(func() time.Duration { return 5*time.Millisecond + mrand.N(45*time.Millisecond) })
+	h.SetDelay(func() time.Duration { return 5*time.Millisecond + mrand.N(45*time.Millisecond) })
 	js, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -308,10 +308,10 @@ func TestHAKillLoop(t *testing.T) {
 		t.Fatalf("%d transitions (want %d) and %d kills (want %d)", len(want), wantTransitions, nKills, wantKills)
 	}
 	bridgetest.WaitFor(t, 120*time.Second, fmt.Sprintf("%d webhook events", len(want)), func() bool {
-		return hasAll(h.deliveries(), want)
+		return hasAll(h.Deliveries(), want)
 	})
 	time.Sleep(2 * time.Second)
-	r := checkInvariant(t, "webhook", h.deliveries(), want)
+	r := checkInvariant(t, "webhook", h.Deliveries(), want)
 	report(t, "3 replicas, LEASE_TTL %s, %d steps, %d SIGKILLs of random replicas (restarted); %s", ttl, steps, nKills, r)
 }
 
