@@ -96,6 +96,11 @@ type Config struct {
 	PollIntervalActive time.Duration `envconfig:"POLL_INTERVAL_ACTIVE" default:"10s" desc:"time between polls while any export is pending or processing, plus the same jitter (at least 1s, at most POLL_INTERVAL; the default is cut to a shorter POLL_INTERVAL)"`
 	SinkFailureAlert   time.Duration `envconfig:"SINK_FAILURE_ALERT" default:"5m" desc:"how long a sink is down (its breaker open) before bridge.sink_failing goes to the other sinks (0 disables)"`
 
+	Store             string        `envconfig:"STORE" default:"bolt" desc:"bolt (embedded file in STATE_DIR) or nats (JetStream, for N replicas; see Scale-out)"`
+	StoreNATSURL      List          `envconfig:"STORE_NATS_URL" defdoc:"NATS_URL" desc:"NATS servers holding the state when STORE=nats (comma list; auth and TLS as NATS_*)"`
+	StoreNATSReplicas int           `envconfig:"STORE_NATS_REPLICAS" default:"1" desc:"replicas of the bridge's own buckets and streams (1 to 5; 3 in a cluster)"`
+	LeaseTTL          time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"how long a replica's poller and dispatcher leases last without renewal (at least 1s)"`
+
 	// Warnings are things worth logging that do not stop the program: unknown
 	// EXPORTBRIDGE_ variables (typos), settings that have no effect.
 	Warnings []string `ignored:"true"`

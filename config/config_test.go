@@ -71,6 +71,9 @@ func defaults() config.Config {
 		APIURL:               "https://app.plugchoice.com/api/v3",
 		PollInterval:         30 * time.Second,
 		PollIntervalActive:   10 * time.Second,
+		Store:                config.StoreBolt,
+		StoreNATSReplicas:    1,
+		LeaseTTL:             15 * time.Second,
 		FullSyncInterval:     10 * time.Minute,
 		HTTPTimeout:          20 * time.Second,
 		StateDir:             "./data",
@@ -648,9 +651,7 @@ WEBHOOK_CONCURRENCY WEBHOOK_CA WEBHOOK_EVENTS STDOUT POLL_FAILURE_THRESHOLD SHUT
 CONFIG_FILE POLL_INTERVAL_ACTIVE SINK_FAILURE_ALERT STORE STORE_NATS_URL STORE_NATS_REPLICAS LEASE_TTL`)
 
 // notYet are SPEC settings this version does not have yet (each names its issue).
-var notYet = map[string]bool{
-	"STORE": true, "STORE_NATS_URL": true, "STORE_NATS_REPLICAS": true, "LEASE_TTL": true, // issue 16
-}
+var notYet = map[string]bool{}
 
 var specSecrets = []string{"API_TOKEN", "ADMIN_TOKEN", "NATS_TOKEN", "NATS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_TOKEN", "WEBHOOK_SECRET"}
 

@@ -28,6 +28,7 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 		"WEBHOOK_TIMEOUT", "4s", "WEBHOOK_CONCURRENCY", "8", "WEBHOOK_CA", ca, "WEBHOOK_EVENTS", "failed",
 		"STDOUT", "true", "POLL_FAILURE_THRESHOLD", "3", "SHUTDOWN_TIMEOUT", "20s",
 		"POLL_INTERVAL_ACTIVE", "5s", "SINK_FAILURE_ALERT", "90s",
+		"STORE", "nats", "STORE_NATS_URL", "nats://s1:4222,s2:4222", "STORE_NATS_REPLICAS", "3", "LEASE_TTL", "5s",
 	)
 	if len(env) != len(specVars)-len(notYet)-1 { // CONFIG_FILE replaces the sink settings
 		t.Fatalf("the test sets %d variables, SPEC has %d", len(env), len(specVars))

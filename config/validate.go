@@ -90,6 +90,7 @@ func (l *loader) validate() {
 		l.problem("LOG_FORMAT", "%q is not a log format (expected json or text)", c.LogFormat)
 	}
 
+	l.validateStore()
 	l.validateSinks()
 }
 

@@ -140,7 +140,7 @@ type bridge struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	m       *metrics.Metrics
-	st      *store.Store
+	st      bridgeStore
 	client  *plugchoice.Client
 	specs   []sinkSpec
 	disp    []*delivery.Dispatcher
@@ -148,17 +148,20 @@ type bridge struct {
 	health  *server.Health
 	closeMu sync.Once
 	orphans map[string]bool // stored sinks reported as orphaned
+
+	ha       *ha            // STORE=nats: leases; nil for bolt
+	pollOpts poller.Options // to build a poller per lease taken (STORE=nats)
 }
 
 // openBridge opens the store and builds everything; it starts nothing.
 func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, out io.Writer, log *slog.Logger) (*bridge, error) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	st, err := store.Open(cfg.StateDir, store.Options{})
+	st, ha, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	b := &bridge{cfg: cfg, log: log, reg: reg, m: m, st: st}
+	b := &bridge{cfg: cfg, log: log, reg: reg, m: m, st: st, ha: ha}
 	b.health = server.NewHealth(cfg.PollInterval, time.Now)
 	b.health.StoreOpen(true)
 	if b.client, err = newClient(cfg, log, m); err != nil {
@@ -174,18 +177,19 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	}
 	b.checkStoredSinks()
 	for _, s := range b.specs {
-		b.disp = append(b.disp, delivery.NewDispatcher(st, delivery.DispatcherOptions{
-			Sink: s.sink, Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
-			Grace: cfg.ShutdownTimeout, Logger: log, Metrics: m, Alert: b.alertOptions(s),
+		b.disp = append(b.disp, delivery.NewDispatcher(b.queueFor(s.Name), delivery.DispatcherOptions{
+			Sink: b.fenceSink(s.Name, s.sink), Concurrency: s.Concurrency, MaxElapsed: cfg.RetryMaxElapsed,
+			Grace: b.grace(), Logger: log, Metrics: m, Alert: b.alertOptions(s),
 		}))
 	}
-	b.poller, err = poller.New(poller.Options{
+	b.pollOpts = poller.Options{
 		Client: b.client, Store: st, Query: baseQuery(cfg), Source: source(cfg),
 		Interval: cfg.PollInterval, ActiveInterval: cfg.PollIntervalActive, FullSyncInterval: cfg.FullSyncInterval,
 		EmitExisting: cfg.EmitExisting, EmitRemoved: cfg.EmitRemoved,
 		FailureThreshold: cfg.PollFailureThreshold, Route: b.route, Notify: b.notify,
 		Health: b.health, Logger: log, Metrics: m,
-	})
+	}
+	b.poller, err = poller.New(b.pollOpts)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -220,6 +224,7 @@ func (b *bridge) notify() {
 	for _, d := range b.disp {
 		d.Notify()
 	}
+	b.wakeReplicas()
 }
 
 func (b *bridge) close() {
@@ -235,11 +240,11 @@ func (b *bridge) close() {
 // startDispatchers runs every dispatcher until ctx is done; wait returns when all stopped.
 func (b *bridge) startDispatchers(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
-	for _, d := range b.disp {
+	for i, d := range b.disp {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.Run(ctx); err != nil {
+			if err := b.runDispatcher(ctx, d, b.specs[i].Name); err != nil {
 				b.log.Error("dispatcher stopped", "error", err)
 			}
 		}()

@@ -30,7 +30,7 @@ type admin interface {
 }
 
 // localAdmin works on a store no bridge holds.
-type localAdmin struct{ st *store.Store }
+type localAdmin struct{ st localStore }
 
 func (a localAdmin) State(context.Context) (server.State, error) {
 	s, err := a.st.Stats()
@@ -71,6 +71,9 @@ func (a localAdmin) DropQueue(_ context.Context, sink string) (int, int, error) 
 // openAdmin opens the store directly, or, when a running bridge holds it, talks to that
 // bridge's admin endpoint.
 func openAdmin(cfg *config.Config) (admin, func(), error) {
+	if cfg.Store == config.StoreNATS {
+		return openNATSAdmin(cfg)
+	}
 	st, err := store.Open(cfg.StateDir, store.Options{MustExist: true})
 	if err == nil {
 		return localAdmin{st}, func() { st.Close() }, nil

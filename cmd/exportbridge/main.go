@@ -50,6 +50,7 @@ Commands:
   state          print store statistics
   queue move     re-home the events of a renamed sink --from OLD --to NEW
   queue drop     delete the events of a removed sink --sink OLD
+  migrate        copy the bolt store into JetStream once --to nats (for STORE=nats)
   demo           run against an embedded simulated API, NATS and webhook receiver [--duration D]
   template render  print the headers and body a sink would send, sending nothing
                  --sink NAME [--event TYPE] [--export FILE]
@@ -111,6 +112,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdState(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args, stdout, stderr)
 	case "template":
 		return cmdTemplate(ctx, args, stdout, stderr)
 	case "version":

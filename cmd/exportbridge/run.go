@@ -51,7 +51,7 @@ func runBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, s
 	orphCtx, stopOrph := context.WithCancel(ctx)
 	orphDone := make(chan struct{})
 	go func() { defer close(orphDone); b.watchOrphans(orphCtx) }()
-	_ = b.poller.Run(ctx)
+	b.runPoller(ctx)
 	stopOrph()
 	<-orphDone
 	l.Info("stopping: polling stopped, waiting for in-flight deliveries", "grace", cfg.ShutdownTimeout.String())
@@ -71,6 +71,9 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg, specs, err := loadSettings("once")
 	if err != nil {
 		return err
+	}
+	if cfg.Store == config.StoreNATS {
+		return usageErr("once runs one bridge on its own store; with EXPORTBRIDGE_STORE=nats the replicas share the state and take turns through leases: use run")
 	}
 	log := newLogger(cfg, stderr, specs...)
 	b, err := openBridge(ctx, cfg, specs, stdout, log)

@@ -26,7 +26,7 @@ func (b *bridge) statusPage() *server.Status {
 		specs = append(specs, s.Spec)
 	}
 	return &server.Status{
-		Version: version, Started: time.Now(), StoreKind: "bbolt", StorePath: b.st.Path(),
+		Version: version, Started: time.Now(), StoreKind: b.storeKind(), StorePath: b.st.Path(),
 		Accounts: []string{"default (" + b.cfg.APIURL + ")"},
 		Store:    b.st, Sinks: statusSinks{b}, Polls: polls,
 		Secrets: append(b.cfg.Secrets(), registry.Secrets(specs)...),
