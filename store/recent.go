@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -550,8 +551,13 @@ func (s *Store) InFlight(limit int) ([]InFlightExport, int, error) {
 			if n <= 0 {
 				return fmt.Errorf("export %q: %w", k, errCorrupt)
 			}
-			st := string(v[n:])
-			if st != "pending" && st != "processing" {
+			// A quick look at the status bytes first (most exports are done); an entry
+			// missed by one complete listing carries a NUL suffix after its status.
+			st := v[n:]
+			if i := bytes.IndexByte(st, 0); i >= 0 {
+				st = st[:i]
+			}
+			if string(st) != "pending" && string(st) != "processing" {
 				continue
 			}
 			e, err := decodeEntry(v, nil)
