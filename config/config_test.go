@@ -778,3 +778,26 @@ func loadAll(env map[string]string) (*config.Config, error) {
 	c, _, err := registry.LoadSettings(env, "")
 	return c, err
 }
+
+// With STORE=nats, the NATS_* connection settings are the store's, so a config file of
+// sinks does not refuse them; the settings of a NATS sink still are.
+func TestStoreNATSKeepsItsConnectionBesideAConfigFile(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte("sinks:\n  - name: out\n    kind: stdout\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := e("CONFIG_FILE", cfgFile, "STORE", "nats", "NATS_URL", "nats://127.0.0.1:4222", "NATS_TOKEN", natsToken)
+	if _, err := loadAll(base); err != nil {
+		t.Fatalf("STORE=nats with a config file and NATS_URL/NATS_TOKEN: %v", err)
+	}
+	base[config.Prefix+"NATS_SUBJECT_PREFIX"] = "acme"
+	ps := problems(t, func() error { _, err := loadAll(base); return err }())
+	if len(ps) != 1 || ps[0].Var != config.Prefix+"NATS_SUBJECT_PREFIX" {
+		t.Fatalf("problems %+v, want NATS_SUBJECT_PREFIX refused", ps)
+	}
+	delete(base, config.Prefix+"STORE")
+	delete(base, config.Prefix+"NATS_SUBJECT_PREFIX")
+	if ps := problems(t, func() error { _, err := loadAll(base); return err }()); len(ps) != 2 {
+		t.Fatalf("with STORE=bolt: problems %+v, want NATS_URL and NATS_TOKEN refused", ps)
+	}
+}

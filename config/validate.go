@@ -103,7 +103,7 @@ func (l *loader) validateSinks() {
 	if c.ConfigFile != "" {
 		var given []string
 		for _, f := range fields {
-			if l.set[f.name] && isShorthandSink(f.name) {
+			if l.set[f.name] && isShorthandSink(f.name) && !(c.Store == "nats" && storeConnection[f.name]) {
 				given = append(given, f.key)
 			}
 		}
@@ -129,6 +129,14 @@ func (l *loader) validateSinks() {
 	if len(c.WebhookURLs) == 0 {
 		l.unused([]string{"WEBHOOK_SECRET", "WEBHOOK_HEADERS", "WEBHOOK_CA", "WEBHOOK_EVENTS", "WEBHOOK_TIMEOUT", "WEBHOOK_CONCURRENCY"}, "WEBHOOK_URLS")
 	}
+}
+
+// storeConnection are the NATS_* settings that also make the connection of STORE=nats
+// (its servers, when STORE_NATS_URL is not set, and its authentication and TLS): with
+// STORE=nats they stay allowed beside CONFIG_FILE.
+var storeConnection = map[string]bool{
+	"NATS_URL": true, "NATS_CREDS": true, "NATS_NKEY": true, "NATS_TOKEN": true, "NATS_USER": true,
+	"NATS_PASSWORD": true, "NATS_CA": true, "NATS_CERT": true, "NATS_KEY": true,
 }
 
 // isShorthandSink reports whether a setting defines or configures a sink of the
