@@ -167,44 +167,56 @@ func keyOf(kv *ast.MappingValueNode) string {
 	return strings.TrimSpace(kv.Key.String())
 }
 
-// readFile decodes the config file into sink entries. Every problem is collected.
-func readFile(path string, lookup func(string) (string, bool)) ([]SinkEntry, []Problem) {
+// fileContents is what the config file holds.
+type fileContents struct {
+	sinks []SinkEntry
+	// accounts is the accounts: list; accountsAt names its key ("config.yaml:1:1
+	// accounts"), empty when the file has none.
+	accounts   []Account
+	accountsAt string
+	warnings   []string
+}
+
+// readFile decodes the config file into sink entries and accounts (defaultURL is the
+// accounts' default api_url). Every problem is collected.
+func readFile(path string, lookup func(string) (string, bool), defaultURL string) (fileContents, []Problem) {
+	var fc fileContents
 	d := &fileDecoder{path: path, lookup: lookup}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, []Problem{{Var: Prefix + "CONFIG_FILE", Msg: fmt.Sprintf("cannot read the config file: %v", err)}}
+		return fc, []Problem{{Var: Prefix + "CONFIG_FILE", Msg: fmt.Sprintf("cannot read the config file: %v", err)}}
 	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		d.yamlProblem("", err)
-		return nil, d.problems
+		return fc, d.problems
 	}
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		d.problem(path, "expected one YAML document with a sinks: list")
-		return nil, d.problems
+		return fc, d.problems
 	}
 	pairs, ok := mappingPairs(f.Docs[0].Body)
 	if !ok {
 		d.problem(d.pos(f.Docs[0].Body), "the file is not a mapping (expected a top-level sinks: list)")
-		return nil, d.problems
+		return fc, d.problems
 	}
-	var entries []SinkEntry
 	seenSinks := false
 	for _, kv := range pairs {
 		switch k := keyOf(kv); k {
 		case "sinks":
 			seenSinks = true
-			entries = d.sinks(kv.Value)
+			fc.sinks = d.sinks(kv.Value)
 		case "accounts":
-			d.problem(d.pos(kv.Key)+" accounts", "several accounts need STORE=nats, which this version does not have yet (expected the one account of EXPORTBRIDGE_API_TOKEN; remove accounts:)")
+			fc.accountsAt = d.pos(kv.Key) + " accounts"
+			fc.accounts, fc.warnings = d.accounts(kv.Value, defaultURL)
 		default:
-			d.problem(d.pos(kv.Key)+" "+k, "unknown key (expected sinks)")
+			d.problem(d.pos(kv.Key)+" "+k, "unknown key (expected sinks, accounts)")
 		}
 	}
 	if !seenSinks && len(d.problems) == 0 {
 		d.problem(path, "no sinks: list (expected sinks: with at least one entry)")
 	}
-	return entries, d.problems
+	return fc, d.problems
 }
 
 func (d *fileDecoder) sinks(n ast.Node) []SinkEntry {
