@@ -115,7 +115,8 @@ func (w *wire) headers() [][2]string {
 // NewData decodes the event's CloudEvent body into the data model of the SPEC:
 //
 //	.Event   id, type (com.plugchoice.export.ready), short_type (export.ready), status,
-//	         previous_status, time, observed_at
+//	         previous_status, time, observed_at, account (the `account` attribute;
+//	         "default" for the one account of API_TOKEN)
 //	.Export  the export object exactly as the API returned it, unknown fields included
 //	         (empty for bridge.* events)
 //	.Bridge  for bridge.* events: their data, plus kind, message, count and since
@@ -138,6 +139,10 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 		"status":      status,
 		"time":        w.Time,
 		"observed_at": w.Data["observed_at"],
+		"account":     event.DefaultAccount,
+	}
+	if w.Account != "" {
+		ev["account"] = w.Account
 	}
 	if p, ok := w.Data["previous_status"]; ok && p != nil {
 		ev["previous_status"] = p
