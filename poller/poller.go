@@ -54,6 +54,10 @@ type Options struct {
 	// status filter for in-flight queries.
 	Query            plugchoice.Query
 	Source           string // CloudEvents source: API base URL + "/exports"
+	// Account, when set, stamps every event with the CloudEvents attribute account (and
+	// moves its id into the account: event.WithAccount). Empty for the one account of
+	// API_TOKEN, whose events stay as a single-account bridge's.
+	Account string
 	Interval         time.Duration
 	ActiveInterval   time.Duration // while any export is in flight (POLL_INTERVAL_ACTIVE); 0 or more than Interval: Interval
 	FullSyncInterval time.Duration
@@ -309,6 +313,16 @@ func (p *Poller) commit(res diff.Result, rep *Report, fullAt time.Time) error {
 		}
 		events = append(events, ev)
 	}
+	if p.o.Account != "" {
+		stamped := make([]event.Event, len(events))
+		for i, ev := range events {
+			var err error
+			if stamped[i], err = event.WithAccount(ev, p.o.Account); err != nil {
+				return err
+			}
+		}
+		events = stamped
+	}
 	routed := make([]store.Routed, 0, len(events))
 	for _, ev := range events {
 		routed = append(routed, store.Routed{Event: ev, Sinks: p.o.Route(ev)})
@@ -508,5 +522,9 @@ func (p *Poller) bridgeEvent(typ string, d *event.BridgeData, at time.Time) (eve
 	if d != nil {
 		data.ErrorKind, data.Message = d.ErrorKind, d.Message
 	}
-	return event.NewBridge(p.o.Source, typ, data, p.failingSince, at)
+	ev, err := event.NewBridge(p.o.Source, typ, data, p.failingSince, at)
+	if err != nil || typ == event.TypePollRecovered {
+		return ev, err // commit stamps poll_recovered with the cycle's other events
+	}
+	return event.WithAccount(ev, p.o.Account)
 }
