@@ -52,12 +52,12 @@ type Options struct {
 	Store  Store
 	// Query holds the user's pass-through filters (types, subject); the poller adds the
 	// status filter for in-flight queries.
-	Query            plugchoice.Query
-	Source           string // CloudEvents source: API base URL + "/exports"
+	Query  plugchoice.Query
+	Source string // CloudEvents source: API base URL + "/exports"
 	// Account, when set, stamps every event with the CloudEvents attribute account (and
 	// moves its id into the account: event.WithAccount). Empty for the one account of
 	// API_TOKEN, whose events stay as a single-account bridge's.
-	Account string
+	Account          string
 	Interval         time.Duration
 	ActiveInterval   time.Duration // while any export is in flight (POLL_INTERVAL_ACTIVE); 0 or more than Interval: Interval
 	FullSyncInterval time.Duration
