@@ -151,6 +151,7 @@ type bridge struct {
 
 	ha       *ha            // STORE=nats: leases; nil for bolt
 	pollOpts poller.Options // to build a poller per lease taken (STORE=nats)
+	accounts []*account     // the config file's accounts: list (STORE=nats); nil without it
 }
 
 // openBridge opens the store and builds everything; it starts nothing.
@@ -191,6 +192,10 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 	}
 	b.poller, err = poller.New(b.pollOpts)
 	if err != nil {
+		b.close()
+		return nil, err
+	}
+	if err := b.openAccounts(); err != nil {
 		b.close()
 		return nil, err
 	}

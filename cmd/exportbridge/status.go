@@ -27,7 +27,7 @@ func (b *bridge) statusPage() *server.Status {
 	}
 	return &server.Status{
 		Version: version, Started: time.Now(), StoreKind: b.storeKind(), StorePath: b.st.Path(),
-		Accounts: []string{"default (" + b.cfg.APIURL + ")"},
+		Accounts: b.statusAccounts(),
 		Store:    b.st, Sinks: statusSinks{b}, Polls: polls,
 		Secrets: append(b.cfg.Secrets(), registry.Secrets(specs)...),
 	}

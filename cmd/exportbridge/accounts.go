@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/lease"
+	"github.com/exportbridge/exportbridge/metrics"
+	"github.com/exportbridge/exportbridge/natsstore"
+	"github.com/exportbridge/exportbridge/plugchoice"
+	"github.com/exportbridge/exportbridge/poller"
+)
+
+// account is one entry of the config file's accounts: list (STORE=nats): its own API
+// client (token, budget, Retry-After hold: one account's 429 never slows another), its
+// snapshot in the shared store, its poll metrics and its lease "poller.<account>".
+type account struct {
+	cfg    config.Account
+	client *plugchoice.Client
+	st     *natsstore.Store // the account's view of the store, unfenced
+	h      *held
+	opts   poller.Options // Store and Client are fenced per lease taken
+}
+
+func leaseKeyOf(name string) string { return "poller." + natsstore.Token(name) }
+
+// openAccounts builds one client and poller setting per configured account. Without an
+// accounts: list it does nothing (the one account of API_TOKEN is b.client, b.poller).
+func (b *bridge) openAccounts() error {
+	if len(b.cfg.Accounts) == 0 || b.ha == nil {
+		return nil
+	}
+	for _, a := range b.cfg.Accounts {
+		m := b.m.ForAccount(a.Name)
+		log := b.log.With("account", a.Name)
+		c, err := plugchoice.New(plugchoice.Options{
+			BaseURL: a.APIURL, Token: a.APIToken, Timeout: b.cfg.HTTPTimeout, UserAgent: userAgent(),
+			Budget: plugchoice.NewBudget(a.APIBudget), Metrics: m, Logger: log,
+		})
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("account %s (%s): %w", a.Name, a.Where, err)}
+		}
+		o := b.pollOpts
+		o.Client, o.Query, o.Source, o.Account = c, accountQuery(b.cfg, a), a.APIURL+"/exports", a.Name
+		o.Metrics, o.Logger, o.Health = m, log, storeErrors{b}
+		b.accounts = append(b.accounts, &account{cfg: a, client: c, st: b.ha.st.ForAccount(a.Name), h: &held{}, opts: o})
+	}
+	b.m.DropAccount(metrics.DefaultAccount)
+	b.client = b.accounts[0].client // the status page's budget line: the first account's
+	return nil
+}
+
+func accountQuery(cfg *config.Config, a config.Account) plugchoice.Query {
+	q := plugchoice.Query{Types: a.FilterTypes, SubjectType: a.FilterSubjectType, PerPage: cfg.PerPage}
+	if a.FilterSubjectID != 0 {
+		q.SubjectID = fmt.Sprint(a.FilterSubjectID)
+	}
+	return q
+}
+
+// runAccounts polls the accounts this replica holds leases for until ctx is done. The
+// replicas spread the leases between them (lease.Spread: at most ceil(accounts / live
+// replicas) each); each lease taken builds that account's poller afresh from its stored
+// snapshot, fenced by the lease like the single account's (runPoller).
+func (b *bridge) runAccounts(ctx context.Context) {
+	byKey := map[string]*account{}
+	keys := make([]string, 0, len(b.accounts))
+	for _, a := range b.accounts {
+		byKey[leaseKeyOf(a.cfg.Name)] = a
+		keys = append(keys, leaseKeyOf(a.cfg.Name))
+	}
+	fctx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { defer close(followed); b.followAccounts(fctx) }()
+	defer func() { stopFollow(); <-followed }()
+	lease.Spread(ctx, lease.SpreadOptions{KV: b.ha.kv, Keys: keys, Holder: b.ha.holder, Logger: b.log}, func(ctx context.Context, key string, l *lease.Lease) error {
+		a := byKey[key]
+		a.h.cur.Store(l)
+		defer a.h.cur.Store(nil)
+		o := a.opts
+		o.Store = a.st.Fenced(a.h.check)
+		o.Client = fencedLister{Lister: a.client, h: a.h}
+		p, err := poller.New(o)
+		if err != nil {
+			return fmt.Errorf("account %s: %w", a.cfg.Name, err)
+		}
+		o.Logger.Info("polling: this replica holds the account lease", "tracked", p.Tracked())
+		return p.Run(ctx)
+	})
+}
+
+// storeErrors passes a poller's store errors on to the bridge's health; the poll
+// outcomes of every account reach it through followAccounts.
+type storeErrors struct{ b *bridge }
+
+func (storeErrors) PollOK(time.Time)                           {}
+func (storeErrors) PollFailed(time.Time, string, string, bool) {}
+func (s storeErrors) StoreError(err error)                     { s.b.health.StoreError(err) }
+
+// followAccounts feeds /readyz from the poll facts every account's poller stores,
+// whichever replica polls it: the replica is ready while every account's last poll
+// succeeded within 3 x POLL_INTERVAL, and reports the last failure otherwise.
+func (b *bridge) followAccounts(ctx context.Context) {
+	t := time.NewTicker(min(b.cfg.PollInterval, 5*time.Second))
+	defer t.Stop()
+	for {
+		var oldest time.Time
+		known, failed := true, false
+		for _, a := range b.accounts {
+			p, err := a.st.LastPoll()
+			switch {
+			case err != nil:
+				b.health.StoreError(err)
+				known = false
+			case p.At.IsZero():
+				known = false
+			case !p.OK:
+				if !failed {
+					b.health.PollFailed(p.At, "poll", "account "+a.cfg.Name+": "+p.Error, false)
+				}
+				failed = true
+			case oldest.IsZero() || p.At.Before(oldest):
+				oldest = p.At
+			}
+		}
+		if known && !failed {
+			b.health.PollOK(oldest)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// statusAccounts lists the accounts for the status page: name and API.
+func (b *bridge) statusAccounts() []string {
+	if len(b.accounts) == 0 {
+		return []string{config.DefaultAccount + " (" + b.cfg.APIURL + ")"}
+	}
+	out := make([]string, 0, len(b.accounts))
+	for _, a := range b.accounts {
+		out = append(out, a.cfg.Name+" ("+a.cfg.APIURL+")")
+	}
+	return out
+}

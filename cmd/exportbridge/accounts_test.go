@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exportbridge/exportbridge/natsembed"
+	"github.com/exportbridge/exportbridge/simapi"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
+)
+
+// pollsOf counts the poll cycles p logged for account.
+func pollsOf(p *proc, account string) int {
+	n := 0
+	for _, line := range strings.Split(p.Stderr.String(), "\n") {
+		if strings.Contains(line, `"msg":"poll cycle"`) && strings.Contains(line, `"account":"`+account+`"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// pollDeltas counts the poll cycles of each replica and account over d.
+func pollDeltas(procs []*proc, accounts []string, d time.Duration) [][]int {
+	before := make([][]int, len(procs))
+	for i, p := range procs {
+		for _, a := range accounts {
+			before[i] = append(before[i], pollsOf(p, a))
+		}
+	}
+	time.Sleep(d)
+	for i, p := range procs {
+		for j, a := range accounts {
+			before[i][j] = pollsOf(p, a) - before[i][j]
+		}
+	}
+	return before
+}
+
+// TestTwoAccountsOnTwoReplicas (STORE=nats): two accounts of the config file on two
+// replicas. Each account is polled by exactly one replica; a 429 with Retry-After on
+// one account holds that account's token only, and the other keeps its cadence; each
+// event carries its account, and match.accounts routes on it.
+func TestTwoAccountsOnTwoReplicas(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	accounts := []string{"acme", "globex"}
+	sims := map[string]*simapi.API{}
+	urls := map[string]string{}
+	inFlight := map[string][]string{}
+	for _, a := range accounts {
+		sims[a], urls[a] = newSim(t, a+"-token")
+		inFlight[a] = sims[a].AddN(3, "processing")
+	}
+	all, acmeOnly := newHook(t), newHook(t)
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "acme-token")
+	if err := os.WriteFile(tokFile, []byte("acme-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf(`accounts:
+  - name: acme
+    api_token_file: %s
+    api_url: %s
+  - name: globex
+    api_token: ${GLOBEX_TOKEN}
+    api_url: %s
+sinks:
+  - name: all
+    kind: webhook
+    webhook: {url: %s, secret: "%s"}
+  - name: acme-only
+    kind: webhook
+    match: {accounts: [acme]}
+    webhook: {url: %s, secret: "%s"}
+`, tokFile, urls["acme"], urls["globex"], all.URL, all.Secret, acmeOnly.URL, acmeOnly.Secret)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	procs := make([]*proc, 2)
+	for i := range procs {
+		env := baseEnv("", t.TempDir())
+		delete(env, "EXPORTBRIDGE_API_URL")
+		delete(env, "EXPORTBRIDGE_API_TOKEN")
+		env["GLOBEX_TOKEN"] = "globex-token"
+		env["EXPORTBRIDGE_CONFIG_FILE"] = cfgFile
+		env["EXPORTBRIDGE_STORE"] = "nats"
+		env["EXPORTBRIDGE_STORE_NATS_URL"] = srv.ClientURL()
+		env["EXPORTBRIDGE_LEASE_TTL"] = "3s"
+		procs[i] = start(t, env, "run")
+	}
+
+	// Each account is polled by exactly one replica, and each replica polls one.
+	var deltas [][]int
+	bridgetest.WaitFor(t, 60*time.Second, "each account polled by exactly one replica, one account each", func() bool {
+		for _, p := range procs {
+			if p.Exited() {
+				t.Fatalf("a replica exited (code %d):\n%s", p.Code(), bridgetest.Tail(p.Stderr.String(), 3000))
+			}
+		}
+		deltas = pollDeltas(procs, accounts, 3*time.Second)
+		for _, row := range deltas { // each replica polls exactly one account
+			if (row[0] > 0) == (row[1] > 0) {
+				return false
+			}
+		}
+		return (deltas[0][0] > 0) != (deltas[1][0] > 0) // and not the same one
+	})
+	t.Logf("poll cycles per replica and account over 3s: %v", deltas)
+
+	// Events carry their account; match.accounts routes on it.
+	for _, a := range accounts {
+		sims[a].SetStatus(inFlight[a][0], "ready")
+	}
+	bridgetest.WaitFor(t, 20*time.Second, "both accounts' events at the sink all", func() bool { return len(all.Deliveries()) >= 2 })
+	got := map[string]string{}
+	for _, d := range all.Deliveries() {
+		var ce struct {
+			Account string `json:"account"`
+			Subject string `json:"subject"`
+		}
+		if err := json.Unmarshal(d.Body, &ce); err != nil {
+			t.Fatal(err)
+		}
+		got[ce.Subject] = ce.Account
+	}
+	for _, a := range accounts {
+		if got[inFlight[a][0]] != a {
+			t.Errorf("the event of %s's export carries account %q, want %q (all: %v)", a, got[inFlight[a][0]], a, got)
+		}
+	}
+	time.Sleep(2 * time.Second) // a misrouted globex event would have arrived by now
+	var only []string
+	for _, d := range acmeOnly.Deliveries() {
+		only = append(only, d.Subject)
+	}
+	if !slices.Equal(only, []string{inFlight["acme"][0]}) {
+		t.Errorf("sink acme-only (match.accounts [acme]) got %v, want acme's %s only", only, inFlight["acme"][0])
+	}
+
+	// A 429 with Retry-After: 4 on every request of acme's token for a while: acme's
+	// poller waits, globex's keeps its 1s cadence.
+	acmeReq := sims["acme"].Requests()
+	sims["acme"].InjectFaults(simapi.Fault{Status: 429, RetryAfter: "4", Count: 3})
+	deltas = pollDeltas(procs, accounts, 8*time.Second)
+	acmePolls, globexPolls := deltas[0][0]+deltas[1][0], deltas[0][1]+deltas[1][1]
+	t.Logf("over 8s with acme's token rate-limited: acme %d poll cycles (%d requests), globex %d poll cycles",
+		acmePolls, sims["acme"].Requests()-acmeReq, globexPolls)
+	// Healthy globex polls about 8 times in 8s; held by acme's Retry-After it would poll
+	// at most twice.
+	if globexPolls < 4 {
+		t.Errorf("globex polled %d times in 8s while acme was rate-limited, want at least 4 (its own 1s cadence)", globexPolls)
+	}
+	if acmePolls > 2 || sims["acme"].Requests()-acmeReq > 5 {
+		t.Errorf("acme: %d poll cycles, %d requests in 8s of Retry-After: 4; want it held back", acmePolls, sims["acme"].Requests()-acmeReq)
+	}
+	for _, p := range procs {
+		if s := p.Stderr.String(); strings.Contains(s, "acme-token") || strings.Contains(s, "globex-token") {
+			t.Error("a replica logged an account token")
+		}
+	}
+}
