@@ -3,8 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +92,9 @@ sinks:
 		t.Fatal(err)
 	}
 	procs := make([]*proc, 2)
+	listen := []string{bridgetest.FreeAddr(t), bridgetest.FreeAddr(t)}
+	admin := bridgetest.FreeAddr(t)
+	var checkEnv map[string]string
 	for i := range procs {
 		env := baseEnv("", t.TempDir())
 		delete(env, "EXPORTBRIDGE_API_URL")
@@ -97,6 +104,11 @@ sinks:
 		env["EXPORTBRIDGE_STORE"] = "nats"
 		env["EXPORTBRIDGE_STORE_NATS_URL"] = srv.ClientURL()
 		env["EXPORTBRIDGE_LEASE_TTL"] = "3s"
+		checkEnv = maps.Clone(env)
+		env["EXPORTBRIDGE_LISTEN_ADDR"] = listen[i]
+		if i == 0 {
+			env["EXPORTBRIDGE_ADMIN_ADDR"] = admin
+		}
 		procs[i] = start(t, env, "run")
 	}
 
@@ -169,4 +181,44 @@ sinks:
 			t.Error("a replica logged an account token")
 		}
 	}
+
+	// The poll metrics carry the account; no phantom account default.
+	var metricsText string
+	for _, l := range listen {
+		metricsText += httpGet(t, "http://"+l+"/metrics")
+	}
+	for _, want := range []string{`exportbridge_polls_total{account="acme",outcome="ok"}`, `exportbridge_polls_total{account="globex",outcome="ok"}`,
+		`exportbridge_api_requests_total{account="acme",code="429"}`, `exportbridge_exports_tracked{account="globex"} 3`} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("the replicas' /metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metricsText, `account="default"`) {
+		t.Error(`/metrics has series of account="default", which is not configured`)
+	}
+	// The status page lists the accounts.
+	if page := httpGet(t, "http://"+admin+"/"); !strings.Contains(page, "acme ("+urls["acme"]+")") || !strings.Contains(page, "globex ("+urls["globex"]+")") {
+		t.Errorf("the status page does not list both accounts:\n%s", bridgetest.Tail(page, 2000))
+	}
+	// check asks the API of each account with its own token.
+	out, errOut, code := run(t, checkEnv, 30*time.Second, "check")
+	for _, a := range accounts {
+		if !regexp.MustCompile(`plugchoice api \(` + a + `\)\s+ok\s+`).MatchString(out) {
+			t.Errorf("check (exit %d) has no ok row for account %s:\n%s\n%s", code, a, out, errOut)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	return string(b)
 }
