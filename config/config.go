@@ -38,7 +38,7 @@ const FileSuffix = "_FILE"
 // default computed elsewhere, desc is the meaning shown in the table.
 type Config struct {
 	APIURL            string        `envconfig:"API_URL" default:"https://app.plugchoice.com/api/v3" desc:"Plugchoice API base URL (absolute http(s) URL without query; a trailing slash is dropped)"`
-	APIToken          string        `envconfig:"API_TOKEN" secret:"true" defdoc:"(required for run, once, check)" desc:"Plugchoice API bearer token"`
+	APIToken          string        `envconfig:"API_TOKEN" secret:"true" defdoc:"(required for run, once, check)" desc:"Plugchoice API bearer token of the one account default (not needed when the config file lists accounts)"`
 	FilterTypes       List          `envconfig:"FILTER_TYPES" desc:"only exports of these types (comma list), passed on as the API's type filter"`
 	FilterSubjectType string        `envconfig:"FILTER_SUBJECT_TYPE" desc:"only exports of this subject type (the API's subject_type filter)"`
 	FilterSubjectID   int64         `envconfig:"FILTER_SUBJECT_ID" desc:"only exports of this subject id, a positive integer (the API's subject_id filter)"`
@@ -87,7 +87,7 @@ type Config struct {
 	Stdout               bool          `envconfig:"STDOUT" default:"false" desc:"print each event as one JSON line on standard output"`
 	PollFailureThreshold int           `envconfig:"POLL_FAILURE_THRESHOLD" default:"5" desc:"consecutive failed poll cycles before bridge.poll_failing (at least 1)"`
 	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight deliveries may finish on SIGTERM"`
-	ConfigFile           string        `envconfig:"CONFIG_FILE" desc:"YAML file of sinks, each with its own name, settings and filter (see Config file); the NATS_, SLACK_ and WEBHOOK_ settings are then refused"`
+	ConfigFile           string        `envconfig:"CONFIG_FILE" desc:"YAML file of sinks, each with its own name, settings and filter (see Config file), and with STORE=nats of accounts (see Many accounts); the NATS_, SLACK_ and WEBHOOK_ settings are then refused"`
 
 	// Sinks are the configured sinks, from CONFIG_FILE or the environment shorthand, in
 	// order; the registry (sinks/registry) decodes and validates each kind's block.
