@@ -200,6 +200,20 @@ sinks:
 	if page := httpGet(t, "http://"+admin+"/"); !strings.Contains(page, "acme ("+urls["acme"]+")") || !strings.Contains(page, "globex ("+urls["globex"]+")") {
 		t.Errorf("the status page does not list both accounts:\n%s", bridgetest.Tail(page, 2000))
 	}
+	// A replica SIGKILLed: its presence key and its lease expire with LEASE_TTL, and the
+	// survivor's share grows to both accounts.
+	procs[0].Kill()
+	killedAt := time.Now()
+	bridgetest.WaitFor(t, 20*time.Second, "the surviving replica polls both accounts", func() bool {
+		d := pollDeltas(procs[1:], accounts, time.Second)
+		return d[0][0] > 0 && d[0][1] > 0
+	})
+	if took := time.Since(killedAt); took > 12*time.Second {
+		t.Errorf("the survivor polled both accounts %s after the kill, want within about LEASE_TTL (3s) plus a cycle", took.Round(100*time.Millisecond))
+	} else {
+		t.Logf("the survivor polled both accounts within %s of the kill", took.Round(100*time.Millisecond))
+	}
+
 	// check asks the API of each account with its own token.
 	out, errOut, code := run(t, checkEnv, 30*time.Second, "check")
 	for _, a := range accounts {
