@@ -420,11 +420,11 @@ func (b *fileBlock) Decode(into any) error {
 			b.secrets = append(b.secrets, secretParts(val)...)
 			continue
 		}
-		literal, missing := b.expand(fv)
+		literal, missing := b.expand(fv, f.Tag.Get("secret") == "optional")
 		for _, name := range missing {
 			probs = append(probs, Problem{Var: b.Setting(key), Msg: fmt.Sprintf("refers to ${%s}, which is not set in the environment", name)})
 		}
-		if literal {
+		if literal && f.Tag.Get("secret") == "true" {
 			b.warnings = append(b.warnings, fmt.Sprintf("%s holds a literal secret: prefer %s%s or ${ENV_NAME}", b.Setting(key), key, FileSuffix2))
 		}
 	}
@@ -441,14 +441,17 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expand replaces ${NAME} in a secret field (a string, each item of a list, each value
 // of a map), recording the secrets; literal reports a non-empty value with no reference.
-func (b *fileBlock) expand(fv reflect.Value) (literal bool, missing []string) {
+// An optional secret's literal value is not recorded: it is ordinary configuration.
+func (b *fileBlock) expand(fv reflect.Value, optional bool) (literal bool, missing []string) {
 	one := func(s string) string {
 		if s == "" {
 			return s
 		}
 		if !envRef.MatchString(s) {
 			literal = true
-			b.secrets = append(b.secrets, secretParts(s)...)
+			if !optional {
+				b.secrets = append(b.secrets, secretParts(s)...)
+			}
 			return s
 		}
 		out := envRef.ReplaceAllStringFunc(s, func(ref string) string {
@@ -520,7 +523,10 @@ func isZero(v reflect.Value) bool {
 	return v.IsZero()
 }
 
-// secretKeys lists the yaml keys of into's fields tagged secret:"true".
+// secretKeys lists the yaml keys of into's fields tagged secret:"true", and of those
+// tagged secret:"optional" (a value that may hold a credential, such as a URL with a
+// token in its path: it may come from x_file or ${ENV_NAME} like a secret, but a literal
+// one is ordinary and not warned about).
 func secretKeys(into any) map[string]bool {
 	out := map[string]bool{}
 	t := reflect.TypeOf(into)
@@ -531,7 +537,7 @@ func secretKeys(into any) map[string]bool {
 		return out
 	}
 	for i := range t.NumField() {
-		if f := t.Field(i); f.Tag.Get("secret") == "true" {
+		if f := t.Field(i); f.Tag.Get("secret") == "true" || f.Tag.Get("secret") == "optional" {
 			out[yamlKey(f)] = true
 		}
 	}

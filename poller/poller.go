@@ -72,6 +72,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Now     func() time.Time
+	// ProgressEvery is how often a full listing logs its progress line and calls
+	// OnProgress (default DefaultProgressEvery); OnProgress, when set, also hears the
+	// end of a listing that reported (Done).
+	ProgressEvery time.Duration
+	OnProgress    func(Progress)
 	// Wait blocks for d or until ctx is done (false then) between Run's cycles; nil: a
 	// timer. Tests pass their own to see the waits without waiting them.
 	Wait func(ctx context.Context, d time.Duration) bool
@@ -110,6 +115,9 @@ func New(o Options) (*Poller, error) {
 	}
 	if o.Wait == nil {
 		o.Wait = sleep
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = DefaultProgressEvery
 	}
 	if o.FullSyncInterval < o.Interval {
 		o.FullSyncInterval = o.Interval
@@ -378,9 +386,12 @@ func (p *Poller) firstListing(ctx context.Context, rep *Report, start time.Time)
 	baseline := !p.o.EmitExisting
 	present := make(map[string]struct{}, 1024)
 	var res diff.Result
+	prog := p.startProgress("baseline")
+	defer prog.end()
 	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
 		fresh := unseen(present, exports)
 		rep.Exports += len(fresh)
+		prog.page(len(fresh))
 		r, err := diff.Compute(diff.Input{Prev: p.snap, Current: fresh, Baseline: baseline, Source: p.o.Source, ObservedAt: p.o.Now()})
 		if err != nil {
 			return fmt.Errorf("diff: %w", err)
@@ -404,9 +415,12 @@ func (p *Poller) firstListing(ctx context.Context, rep *Report, start time.Time)
 func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) error {
 	present := make(map[string]struct{}, len(p.snap)+64)
 	lastCheap := p.o.Now()
+	prog := p.startProgress("full listing")
+	defer prog.end()
 	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
 		fresh := unseen(present, exports)
 		rep.Exports += len(fresh)
+		prog.page(len(fresh))
 		if err := p.observe(fresh, rep, false); err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("missing mode (expected one of: requests, latency, throughput, resources, accounts, budget)")
+		return errors.New("missing mode (expected one of: requests, latency, throughput, resources, stores, accounts, budget)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -98,6 +98,14 @@ func run(args []string) error {
 			return errors.New("resources: -bin is required (path to a built exportbridge binary)")
 		}
 		return benchResources(ctx, os.Stdout, *bin, *exports, *interval, *window, *restarts)
+	case "stores":
+		events := fs.Int("events", 5000, "transitions in each burst")
+		changes := fs.Int("changes", 50, "single changes timed per run")
+		runs := fs.Int("runs", 5, "runs per store, alternated")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		return benchStores(ctx, os.Stdout, *events, *changes, *runs)
 	case "accounts":
 		bin := fs.String("bin", "", "path to a built exportbridge binary (go build -o ... ./cmd/exportbridge)")
 		accounts := fs.Int("accounts", 10, "simulated Plugchoice accounts in the config file")
@@ -119,7 +127,7 @@ func run(args []string) error {
 		}
 		return benchBudget(ctx, os.Stdout, *exports)
 	default:
-		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources, accounts, budget)", mode)
+		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources, stores, accounts, budget)", mode)
 	}
 }
 

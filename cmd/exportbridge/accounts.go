@@ -22,6 +22,7 @@ type account struct {
 	st     *natsstore.Store // the account's view of the store, unfenced
 	h      *held
 	opts   poller.Options // Store and Client are fenced per lease taken
+	lists  listings       // its full listing in progress, for the status page
 }
 
 func leaseKeyOf(name string) string { return "poller." + natsstore.Token(name) }
@@ -45,7 +46,10 @@ func (b *bridge) openAccounts() error {
 		o := b.pollOpts
 		o.Client, o.Query, o.Source, o.Account = c, accountQuery(b.cfg, a), a.APIURL+"/exports", a.Name
 		o.Metrics, o.Logger, o.Health = m, log, storeErrors{b}
-		b.accounts = append(b.accounts, &account{cfg: a, client: c, st: b.ha.st.ForAccount(a.Name), h: &held{}, opts: o})
+		acct := &account{cfg: a, client: c, st: b.ha.st.ForAccount(a.Name), h: &held{}}
+		o.OnProgress = acct.lists.set
+		acct.opts = o
+		b.accounts = append(b.accounts, acct)
 	}
 	b.m.DropAccount(metrics.DefaultAccount)
 	b.client = b.accounts[0].client // the status page's budget line: the first account's
@@ -134,6 +138,21 @@ func (b *bridge) followAccounts(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// progressLines are the full listings in progress in this replica, one line per
+// account ("acme: full listing: 12 pages, ...") with several accounts.
+func (b *bridge) progressLines() []string {
+	if len(b.accounts) == 0 {
+		return b.listings.lines()
+	}
+	var out []string
+	for _, a := range b.accounts {
+		for _, l := range a.lists.lines() {
+			out = append(out, a.cfg.Name+": "+l)
+		}
+	}
+	return out
 }
 
 // statusAccounts lists the accounts for the status page: name and API.

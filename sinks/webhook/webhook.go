@@ -430,11 +430,11 @@ func safeLocation(base *url.URL, loc string) string {
 	return safeString(base.ResolveReference(lu))
 }
 
-// redact removes u's query string and userinfo from msg, in case a lower layer or the
+// redact removes u's query string, userinfo and path tokens from msg, in case a lower layer or the
 // receiver quoted them. Longer strings go first; a user name shorter than 4 bytes is left
 // alone (not a secret, and replacing it would garble the message).
 func redact(msg string, u *url.URL) string {
-	var olds []string
+	olds := logging.PathSecrets(u.Path)
 	if u.RawQuery != "" {
 		olds = append(olds, u.RawQuery)
 		if q, err := url.QueryUnescape(u.RawQuery); err == nil && q != u.RawQuery {
