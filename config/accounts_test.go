@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestAccountsFromTheConfigFile(t *testing.T) {
     filter_subject_type: site
     filter_subject_id: 12
 `)
-	env := e("CONFIG_FILE", f, "STORE", "nats", "STORE_NATS_URL", "nats://127.0.0.1:4222")
+	env := e("CONFIG_FILE", f, "STORE", "nats", "STORE_NATS_URL", "nats://127.0.0.1:4222", "FILTER_TYPES", "invoices")
 	env["GLOBEX_TOKEN"] = "globex-SECRET-0000"
 	c, err := config.LoadFor(env, "run")
 	if err != nil {
@@ -59,6 +60,9 @@ func TestAccountsFromTheConfigFile(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("accounts\n got %+v\nwant %+v", got, want)
+	}
+	if !slices.ContainsFunc(c.Warnings, func(w string) bool { return strings.Contains(w, "EXPORTBRIDGE_FILTER_TYPES has no effect") }) {
+		t.Errorf("warnings %q: want FILTER_TYPES named as having no effect beside accounts:", c.Warnings)
 	}
 	for _, s := range []string{acmeToken, "globex-SECRET-0000"} {
 		if !strings.Contains(strings.Join(c.Secrets(), "\n"), s) {

@@ -80,11 +80,12 @@ type spreader struct {
 	order    []string // Keys in this replica's order of preference
 	work     func(ctx context.Context, key string, l *Lease) error
 
-	lastBeat time.Time
-	live     int
-	warned   bool
-	runs     map[string]*spreadRun
-	wg       sync.WaitGroup
+	lastBeat   time.Time
+	beatWarned bool
+	live       int
+	warned     bool
+	runs       map[string]*spreadRun
+	wg         sync.WaitGroup
 }
 
 // spreadRun is one lease this replica holds (or is releasing).
@@ -138,9 +139,12 @@ func (s *spreader) tick(ctx context.Context) {
 	if time.Since(s.lastBeat) >= RenewEvery(s.ttl) {
 		cctx, cancel := context.WithTimeout(ctx, RenewEvery(s.ttl))
 		if _, err := s.o.KV.Put(cctx, s.presence, []byte(s.o.Holder)); err != nil {
-			s.log.Warn("cannot renew this replica's presence key; the others may count it gone", "key", s.presence, "error", err)
+			if !s.beatWarned {
+				s.log.Warn("cannot renew this replica's presence key; the others may count it gone", "key", s.presence, "error", err)
+				s.beatWarned = true // once per run of failures
+			}
 		} else {
-			s.lastBeat = time.Now()
+			s.lastBeat, s.beatWarned = time.Now(), false
 		}
 		cancel()
 	}
