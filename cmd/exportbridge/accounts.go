@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/exportbridge/exportbridge/config"
@@ -11,6 +12,7 @@ import (
 	"github.com/exportbridge/exportbridge/natsstore"
 	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/poller"
+	"github.com/exportbridge/exportbridge/server"
 )
 
 // account is one entry of the config file's accounts: list (STORE=nats): its own API
@@ -165,4 +167,43 @@ func (b *bridge) statusAccounts() []string {
 		out = append(out, a.cfg.Name+" ("+a.cfg.APIURL+")")
 	}
 	return out
+}
+
+// printPollState prints the snapshot and last poll of one account for state; prefix
+// names the account ("" for the one account of API_TOKEN).
+func printPollState(w io.Writer, prefix string, exports int, initialized bool, lp server.PollInfo) {
+	fmt.Fprintf(w, "%sexports        %d tracked (baseline taken: %v)\n", prefix, exports, initialized)
+	switch {
+	case lp.At.IsZero():
+		fmt.Fprintf(w, "%slast poll      never\n", prefix)
+	case lp.OK:
+		fmt.Fprintf(w, "%slast poll      %s ok (%s listing, %d exports, %d events, rate-limit remaining %d)\n",
+			prefix, lp.At.Format(time.RFC3339), fullWord(lp.Full), lp.Exports, lp.Events, lp.RateRemaining)
+	default:
+		fmt.Fprintf(w, "%slast poll      %s FAILED: %s\n", prefix, lp.At.Format(time.RFC3339), lp.Error)
+	}
+}
+
+// printAccountStates prints, for state with an accounts: list, each account's snapshot
+// and last poll, read straight from JetStream.
+func printAccountStates(w io.Writer, a admin, cfg *config.Config) error {
+	if len(cfg.Accounts) == 0 {
+		return nil
+	}
+	la, ok := a.(localAdmin)
+	st, isNATS := la.st.(*natsstore.Store)
+	if !ok || !isNATS {
+		return nil
+	}
+	for _, acct := range cfg.Accounts {
+		s, err := st.ForAccount(acct.Name).Stats()
+		if err != nil {
+			return fmt.Errorf("account %s: %w", acct.Name, err)
+		}
+		fmt.Fprintf(w, "account        %s (%s)\n", acct.Name, acct.APIURL)
+		lp := s.LastPoll
+		printPollState(w, "  ", s.Exports, s.Initialized, server.PollInfo{At: lp.At, OK: lp.OK, Error: lp.Error, Full: lp.Full,
+			Exports: lp.Exports, Events: lp.Events, Requests: lp.Requests, RateRemaining: lp.RateRemaining})
+	}
+	return nil
 }

@@ -214,8 +214,17 @@ sinks:
 		t.Logf("the survivor polled both accounts within %s of the kill", took.Round(100*time.Millisecond))
 	}
 
+	// state reads each account's snapshot and last poll straight from JetStream.
+	stateOut, stateErr, code := run(t, checkEnv, 30*time.Second, "state")
+	for _, a := range accounts {
+		if !regexp.MustCompile(`account +` + a + ` \(` + regexp.QuoteMeta(urls[a]) + `\)\n +exports +3 tracked \(baseline taken: true\)\n +last poll +\S+ ok`).MatchString(stateOut) {
+			t.Errorf("state (exit %d) lacks account %s with 3 exports tracked and a good last poll:\n%s\n%s", code, a, stateOut, stateErr)
+		}
+	}
+
 	// check asks the API of each account with its own token.
-	out, errOut, code := run(t, checkEnv, 30*time.Second, "check")
+	var out, errOut string
+	out, errOut, code = run(t, checkEnv, 30*time.Second, "check")
 	for _, a := range accounts {
 		if !regexp.MustCompile(`plugchoice api \(` + a + `\)\s+ok\s+`).MatchString(out) {
 			t.Errorf("check (exit %d) has no ok row for account %s:\n%s\n%s", code, a, out, errOut)
