@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/exportbridge/exportbridge/config"
@@ -13,6 +14,7 @@ import (
 	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/server"
+	"github.com/exportbridge/exportbridge/store"
 )
 
 // account is one entry of the config file's accounts: list (STORE=nats): its own API
@@ -206,4 +208,57 @@ func printAccountStates(w io.Writer, a admin, cfg *config.Config) error {
 			Exports: lp.Exports, Events: lp.Events, Requests: lp.Requests, RateRemaining: lp.RateRemaining})
 	}
 	return nil
+}
+
+// statusStore is the store the status page reads: with several accounts, the exports
+// and in-flight exports of every account, not only those of the account default.
+func (b *bridge) statusStore() server.StatusStore {
+	if len(b.accounts) == 0 {
+		return b.st
+	}
+	return accountsStatus{StatusStore: b.st, accounts: b.accounts}
+}
+
+type accountsStatus struct {
+	server.StatusStore
+	accounts []*account
+}
+
+// Stats sums the accounts' exports; the last poll is the latest of any account.
+func (s accountsStatus) Stats() (store.Stats, error) {
+	st, err := s.StatusStore.Stats()
+	if err != nil {
+		return st, err
+	}
+	st.Exports, st.Initialized = 0, true
+	for _, a := range s.accounts {
+		as, err := a.st.Stats()
+		if err != nil {
+			return store.Stats{}, fmt.Errorf("account %s: %w", a.cfg.Name, err)
+		}
+		st.Exports += as.Exports
+		st.Initialized = st.Initialized && as.Initialized
+		if as.LastPoll.At.After(st.LastPoll.At) {
+			st.LastPoll = as.LastPoll
+		}
+	}
+	return st, nil
+}
+
+// InFlight merges the accounts' exports in flight, oldest request first.
+func (s accountsStatus) InFlight(limit int) ([]store.InFlightExport, int, error) {
+	var all []store.InFlightExport
+	total := 0
+	for _, a := range s.accounts {
+		in, n, err := a.st.InFlight(0)
+		if err != nil {
+			return nil, 0, fmt.Errorf("account %s: %w", a.cfg.Name, err)
+		}
+		all, total = append(all, in...), total+n
+	}
+	slices.SortFunc(all, func(x, y store.InFlightExport) int { return x.RequestedAt.Compare(y.RequestedAt) })
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return all, total, nil
 }

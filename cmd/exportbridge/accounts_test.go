@@ -196,9 +196,15 @@ sinks:
 	if strings.Contains(metricsText, `account="default"`) {
 		t.Error(`/metrics has series of account="default", which is not configured`)
 	}
-	// The status page lists the accounts.
-	if page := httpGet(t, "http://"+admin+"/"); !strings.Contains(page, "acme ("+urls["acme"]+")") || !strings.Contains(page, "globex ("+urls["globex"]+")") {
+	// The status page lists the accounts, and the exports in flight of both.
+	page := httpGet(t, "http://"+admin+"/")
+	if !strings.Contains(page, "acme ("+urls["acme"]+")") || !strings.Contains(page, "globex ("+urls["globex"]+")") {
 		t.Errorf("the status page does not list both accounts:\n%s", bridgetest.Tail(page, 2000))
+	}
+	for _, a := range accounts {
+		if !strings.Contains(page, inFlight[a][1]) {
+			t.Errorf("the status page does not show %s's export in flight %s", a, inFlight[a][1])
+		}
 	}
 	// A replica SIGKILLed: its presence key and its lease expire with LEASE_TTL, and the
 	// survivor's share grows to both accounts.

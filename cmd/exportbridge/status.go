@@ -30,7 +30,7 @@ func (b *bridge) statusPage() *server.Status {
 	return &server.Status{
 		Version: version, Started: time.Now(), StoreKind: b.storeKind(), StorePath: b.st.Path(),
 		Accounts: b.statusAccounts(),
-		Store:    b.st, Sinks: statusSinks{b}, Polls: polls, Progress: b.progressLines,
+		Store:    b.statusStore(), Sinks: statusSinks{b}, Polls: polls, Progress: b.progressLines,
 		Secrets: append(b.cfg.Secrets(), registry.Secrets(specs)...),
 	}
 }
