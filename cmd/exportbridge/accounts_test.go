@@ -182,6 +182,22 @@ sinks:
 		}
 	}
 
+	// Both replicas are ready: every account's last stored poll succeeded recently,
+	// whichever replica polled it.
+	bridgetest.WaitFor(t, 15*time.Second, "both replicas ready", func() bool {
+		for _, l := range listen {
+			resp, err := http.Get("http://" + l + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false
+			}
+		}
+		return true
+	})
+
 	// The poll metrics carry the account; no phantom account default.
 	var metricsText string
 	for _, l := range listen {
