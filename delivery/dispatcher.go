@@ -53,7 +53,17 @@ const (
 	maxErrorLen = 1000
 	// settleRetry is the pause after a failed settle transaction.
 	settleRetry = time.Second
+	// settleMax is how many outcomes one settle transaction takes at most before it is
+	// written without waiting for settleEvery.
+	settleMax = 4096
 )
+
+// settleEvery is how long outcomes may wait for more to join their settle transaction
+// while deliveries are in flight (an idle dispatcher writes at once). Each transaction
+// costs an fsync or two; under a burst this turns hundreds of small transactions a
+// second into a few large ones. A delivered event is settled at most this much later,
+// so at most this much more is delivered twice after a crash. A variable for tests.
+var settleEvery = 20 * time.Millisecond
 
 // afterCancel is how long a stopping dispatcher waits for deliveries that were cancelled
 // after the grace period (a sink that ignores its context). A variable for tests.
@@ -232,6 +242,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		workCtx:    workCtx,
 		cancelWork: cancelWork,
 		results:    make(chan result, d.o.Concurrency),
+		jobs:       make(chan job, d.o.Concurrency),
 		flushCh:    make(chan store.Settlement, 1),
 		flushDone:  make(chan flushResult, 1),
 	}
@@ -245,6 +256,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	go r.flusher()
 	defer close(r.flushCh)
+	for range d.o.Concurrency {
+		go r.worker()
+	}
+	defer close(r.jobs)
 	d.o.Metrics.Up(d.name, true)
 	r.resumeOutage(time.Now())
 	d.log.Debug("dispatcher started", "queued", r.inMem)
@@ -341,11 +356,13 @@ type run struct {
 	workCtx    context.Context
 	cancelWork context.CancelFunc
 	results    chan result
+	jobs       chan job // to the workers; never more than calls (< its capacity) queued
 	stopping   bool
 
 	br breaker
 
 	pend         store.Settlement
+	pendSince    time.Time // when the first outcome of pend was recorded
 	flushing     bool
 	flushRetryAt time.Time
 	flushCh      chan store.Settlement
@@ -436,7 +453,7 @@ func (r *run) dispatch(now time.Time) {
 			r.br.probeKey = k
 		}
 		r.calls++
-		go r.deliver(k, r.start(k, now).Event)
+		r.jobs <- job{k: k, ev: r.start(k, now).Event}
 	}
 }
 
@@ -462,10 +479,33 @@ func (r *run) startBatch(b sinks.Batcher, now time.Time) {
 		evs = append(evs, r.start(k, now).Event)
 	}
 	r.calls++
-	go r.deliverBatch(b, ks, evs)
+	r.jobs <- job{b: b, ks: ks, evs: evs}
 }
 
-// deliver runs in its own goroutine: it gets the event by value and touches no run state.
+// job is one Deliver call (k's head is ev) or one DeliverBatch call (ks[i]'s head is
+// evs[i]) for a worker.
+type job struct {
+	k   *keyQueue
+	ev  event.Event
+	b   sinks.Batcher
+	ks  []*keyQueue
+	evs []event.Event
+}
+
+// worker makes the calls of the jobs it receives until Run closes the channel. There
+// are Concurrency workers, long-lived, so a delivery starts no goroutine (whose stack
+// would grow anew through the HTTP client's calls each time).
+func (r *run) worker() {
+	for j := range r.jobs {
+		if j.b != nil {
+			r.deliverBatch(j.b, j.ks, j.evs)
+		} else {
+			r.deliver(j.k, j.ev)
+		}
+	}
+}
+
+// deliver runs in a worker: it gets the event by value and touches no run state.
 func (r *run) deliver(k *keyQueue, ev event.Event) {
 	var err error
 	defer func() {
@@ -523,6 +563,9 @@ func (r *run) retryWaiting(now time.Time) {
 // the next probe or the sink alert is due.
 func (r *run) nextWake(now time.Time) (time.Duration, bool) {
 	at, ok := r.breakerWake(now)
+	if t, fok := r.flushAt(); fok && (!ok || t.Before(at)) {
+		at, ok = t, true
+	}
 	if !r.br.open && !r.stopping && r.calls < r.limit() && r.ready.Len() > 0 {
 		if t := r.ready[0].recs[0].NextAttemptAt; !ok || t.Before(at) {
 			at, ok = t, true
@@ -545,6 +588,9 @@ func (r *run) handle(res result) {
 	}
 	rec := &k.recs[0]
 	now := time.Now()
+	if pendLen(&r.pend) == 0 {
+		r.pendSince = now
+	}
 	lastErr := ""
 	switch {
 	case res.err == nil:
@@ -677,14 +723,32 @@ func (r *run) take() store.Settlement {
 	return b
 }
 
-// maybeFlush hands the pending outcomes to the flusher when it is idle: under load the
-// batch grows while the previous transaction commits (group commit).
+// maybeFlush hands the pending outcomes to the flusher when it is idle and either no
+// delivery is in flight, the oldest outcome has waited settleEvery, or settleMax have
+// gathered: under load the batch grows while the previous transaction commits (group
+// commit) and for settleEvery after it.
 func (r *run) maybeFlush(now time.Time) {
 	if r.flushing || pendLen(&r.pend) == 0 || now.Before(r.flushRetryAt) {
 		return
 	}
+	if r.inflight > 0 && pendLen(&r.pend) < settleMax && now.Sub(r.pendSince) < settleEvery {
+		return
+	}
 	r.flushing = true
 	r.flushCh <- r.take()
+}
+
+// flushAt is when maybeFlush will write the pending outcomes while deliveries are in
+// flight (ok false: nothing to wait for).
+func (r *run) flushAt() (time.Time, bool) {
+	if r.flushing || pendLen(&r.pend) == 0 || r.inflight == 0 {
+		return time.Time{}, false
+	}
+	at := r.pendSince.Add(settleEvery)
+	if r.flushRetryAt.After(at) {
+		at = r.flushRetryAt
+	}
+	return at, true
 }
 
 func (r *run) flushed(fr flushResult) {

@@ -16,6 +16,7 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
 	"github.com/exportbridge/exportbridge/store"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // burstEvents is a burst of n transitions of n different exports (one event each), as a
@@ -60,7 +61,7 @@ func BenchmarkWebhookBurst(b *testing.B) {
 		defer s.Close()
 		q := &countingQueue{Queue: st}
 		b.ReportAllocs()
-		var total time.Duration
+		var total, cpu time.Duration
 		iters := 0
 		for b.Loop() {
 			iters++
@@ -72,13 +73,14 @@ func BenchmarkWebhookBurst(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			b.StartTimer()
-			t0 := time.Now()
+			t0, c0 := time.Now(), bridgetest.CPUTime(b)
 			go func() { done <- d.Run(ctx) }()
 			wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			if err := d.WaitIdle(wctx); err != nil {
 				b.Fatal(err)
 			}
 			total += time.Since(t0)
+			cpu += bridgetest.CPUTime(b) - c0
 			b.StopTimer()
 			wcancel()
 			cancel()
@@ -88,6 +90,7 @@ func BenchmarkWebhookBurst(b *testing.B) {
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(n*iters)/total.Seconds(), "events/s")
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n*iters), "cpu-ns/event")
 		b.ReportMetric(float64(q.settles.Load())/float64(iters), "settles/op")
 	})
 
@@ -97,11 +100,11 @@ func BenchmarkWebhookBurst(b *testing.B) {
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr}
 		b.ReportAllocs()
-		var total time.Duration
+		var total, cpu time.Duration
 		iters := 0
 		for b.Loop() {
 			iters++
-			t0 := time.Now()
+			t0, c0 := time.Now(), bridgetest.CPUTime(b)
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			for range 4 {
@@ -131,18 +134,9 @@ func BenchmarkWebhookBurst(b *testing.B) {
 			}
 			wg.Wait()
 			total += time.Since(t0)
+			cpu += bridgetest.CPUTime(b) - c0
 		}
 		b.ReportMetric(float64(n*iters)/total.Seconds(), "events/s")
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n*iters), "cpu-ns/event")
 	})
-}
-
-// countingQueue counts the settle transactions of a dispatcher.
-type countingQueue struct {
-	delivery.Queue
-	settles atomic.Int64
-}
-
-func (q *countingQueue) Settle(sink string, s store.Settlement) error {
-	q.settles.Add(1)
-	return q.Queue.Settle(sink, s)
 }
