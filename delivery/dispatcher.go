@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -266,6 +267,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	timerSet, timerAt := true, time.Now().Add(time.Hour)
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
@@ -274,10 +276,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		r.dispatch(now)
 		r.maybeFlush(now)
 		r.publish()
-		if wait, ok := r.nextWake(now); ok {
-			timer.Reset(wait)
-		} else {
-			timer.Stop()
+		// The timer is set again only when the wake-up time changes (under a burst it
+		// stays the settle deadline for many turns of the loop).
+		if at, ok := r.nextWake(now); !ok {
+			if timerSet {
+				timer.Stop()
+				timerSet = false
+			}
+		} else if !timerSet || !at.Equal(timerAt) {
+			timer.Reset(max(at.Sub(now), 0))
+			timerAt, timerSet = at, true
 		}
 		select {
 		case <-ctx.Done():
@@ -294,6 +302,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			r.tryRefill()
 			r.refreshDepth()
 		case <-timer.C:
+			timerSet = false
 		}
 		if r.more && r.inMem < window/2 {
 			r.tryRefill()
@@ -306,6 +315,19 @@ type keyQueue struct {
 	key      string
 	recs     []store.Record
 	inflight bool
+	// at and seq are the head's NextAttemptAt (unix ns; math.MinInt64 when zero) and Seq,
+	// copied when the key enters the ready heap, for its comparisons.
+	at  int64
+	seq uint64
+}
+
+// cacheHead copies the head's schedule into k (before it enters the ready heap).
+func (k *keyQueue) cacheHead() {
+	h := &k.recs[0]
+	k.at, k.seq = math.MinInt64, h.Seq
+	if !h.NextAttemptAt.IsZero() {
+		k.at = h.NextAttemptAt.UnixNano()
+	}
 }
 
 // readyHeap orders the idle keys by the next attempt time of their head record, then by
@@ -314,11 +336,11 @@ type readyHeap []*keyQueue
 
 func (h readyHeap) Len() int { return len(h) }
 func (h readyHeap) Less(i, j int) bool {
-	a, b := &h[i].recs[0], &h[j].recs[0]
-	if !a.NextAttemptAt.Equal(b.NextAttemptAt) {
-		return a.NextAttemptAt.Before(b.NextAttemptAt)
+	a, b := h[i], h[j]
+	if a.at != b.at {
+		return a.at < b.at
 	}
-	return a.Seq < b.Seq
+	return a.seq < b.seq
 }
 func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *readyHeap) Push(x any)   { *h = append(*h, x.(*keyQueue)) }
@@ -353,11 +375,14 @@ type run struct {
 	more       bool   // the last read stopped at the window: more records wait in the store
 	storeDepth int    // outbox depth at the last refresh, when more is set
 	dead       int
-	workCtx    context.Context
-	cancelWork context.CancelFunc
-	results    chan result
-	jobs       chan job // to the workers; never more than calls (< its capacity) queued
-	stopping   bool
+
+	published          bool // pubQueued and pubDead were published
+	pubQueued, pubDead int
+	workCtx            context.Context
+	cancelWork         context.CancelFunc
+	results            chan result
+	jobs               chan job // to the workers; never more than calls (< its capacity) queued
+	stopping           bool
 
 	br breaker
 
@@ -392,6 +417,7 @@ func (r *run) refill() error {
 		}
 		k.recs = append(k.recs, rec)
 		if len(k.recs) == 1 && !k.inflight {
+			k.cacheHead()
 			heap.Push(&r.ready, k)
 		}
 	}
@@ -425,6 +451,10 @@ func (r *run) queuedNow() int {
 // publish updates Queued and the depth gauges.
 func (r *run) publish() {
 	q := r.queuedNow()
+	if r.published && q == r.pubQueued && r.dead == r.pubDead {
+		return
+	}
+	r.published, r.pubQueued, r.pubDead = true, q, r.dead
 	r.d.queued.Store(int64(q))
 	r.d.o.Metrics.Depths(r.d.name, q, r.dead)
 }
@@ -550,6 +580,7 @@ func (r *run) retryWaiting(now time.Time) {
 	for _, k := range r.ready {
 		if k.recs[0].NextAttemptAt.After(now) {
 			k.recs[0].NextAttemptAt = now
+			k.cacheHead()
 			n++
 		}
 	}
@@ -559,9 +590,9 @@ func (r *run) retryWaiting(now time.Time) {
 	}
 }
 
-// nextWake is how long to sleep until the next key becomes ready (if one can start),
-// the next probe or the sink alert is due.
-func (r *run) nextWake(now time.Time) (time.Duration, bool) {
+// nextWake is when the next key becomes ready (if one can start), the next probe, the
+// sink alert or the settle of the pending outcomes is due.
+func (r *run) nextWake(now time.Time) (time.Time, bool) {
 	at, ok := r.breakerWake(now)
 	if t, fok := r.flushAt(); fok && (!ok || t.Before(at)) {
 		at, ok = t, true
@@ -571,10 +602,7 @@ func (r *run) nextWake(now time.Time) (time.Duration, bool) {
 			at, ok = t, true
 		}
 	}
-	if !ok {
-		return 0, false
-	}
-	return max(at.Sub(now), 0), true
+	return at, ok
 }
 
 // handle records the outcome of one delivery.
@@ -633,6 +661,7 @@ func (r *run) handle(res result) {
 			"next_attempt", rec.NextAttemptAt.UTC().Format(time.RFC3339Nano), "status", rec.LastStatus, "error", res.err)
 	}
 	if len(k.recs) > 0 {
+		k.cacheHead()
 		heap.Push(&r.ready, k)
 	} else {
 		delete(r.keys, k.key)
