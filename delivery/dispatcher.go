@@ -292,6 +292,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return r.stop()
 		case res := <-r.results:
 			r.handle(res)
+			r.handleReady()
 		case fr := <-r.flushDone:
 			r.flushed(fr)
 		case <-d.notify:
@@ -603,6 +604,20 @@ func (r *run) nextWake(now time.Time) (time.Time, bool) {
 		}
 	}
 	return at, ok
+}
+
+// handleReady handles the results that are already waiting, so that a busy sink's
+// outcomes cost one turn of the loop (dispatch, settle, timers) between them, not one
+// each.
+func (r *run) handleReady() {
+	for range cap(r.results) {
+		select {
+		case res := <-r.results:
+			r.handle(res)
+		default:
+			return
+		}
+	}
 }
 
 // handle records the outcome of one delivery.
