@@ -63,9 +63,10 @@ type wire struct {
 	Data        map[string]any `json:"data"`
 }
 
-// decodeWire reads the envelope and its data in one pass (decodeJSON).
-func decodeWire(body []byte) (*wire, error) {
-	v, err := decodeJSON(body)
+// decodeWire reads the envelope and its data in one pass (decodeJSON), in Slack mode
+// with every string escaped for Slack.
+func decodeWire(body []byte, mode Mode) (*wire, error) {
+	v, err := decodeJSONMode(body, mode == Slack)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,9 @@ func (w *wire) headers() [][2]string {
 //	.Sink    name
 //	.Vars    the sink's own values (SetVars), empty until set
 func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
-	w, err := decodeWire(e.Body)
+	// In Slack mode every string of the CloudEvent is escaped as it is decoded: the
+	// export's values and keys, the bridge's own words, the envelope's attributes.
+	w, err := decodeWire(e.Body, mode)
 	if err != nil {
 		return nil, fmt.Errorf("template data of event %s: decode the CloudEvent: %w", e.ID, err)
 	}
@@ -152,6 +155,11 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 	if bridge == nil {
 		bridge = map[string]any{}
 	}
+	if mode == Slack {
+		// The sink name is escaped too: simpler to reason about than a list of which
+		// values came from the API.
+		sink = SlackEscape(sink)
+	}
 	root := map[string]any{
 		"Event":  ev,
 		"Export": exp,
@@ -159,12 +167,11 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 		"Sink":   map[string]any{"name": sink},
 		"Vars":   map[string]any{},
 	}
-	if mode == Slack {
-		// The sink name and the bridge's own words are escaped too: simpler to reason
-		// about than a list of which values came from the API.
-		escapeInPlace(root)
+	d := &Data{mode: mode, root: root}
+	if mode == Plain {
+		d.ce = w.headers() // only payloads (plain) send them
 	}
-	return &Data{mode: mode, root: root, ce: w.headers()}, nil
+	return d, nil
 }
 
 // bridgeOf is the data of a bridge.* event with the four names the SPEC gives every
@@ -202,33 +209,4 @@ func SlackEscape(s string) string {
 		return s
 	}
 	return slackEscaper.Replace(s)
-}
-
-// escapeInPlace escapes every string (and every object key) of v for Slack. v is data
-// NewData decoded itself, so it is changed in place.
-func escapeInPlace(v any) any {
-	switch x := v.(type) {
-	case string:
-		return SlackEscape(x)
-	case map[string]any:
-		var renamed []string
-		for k, val := range x {
-			x[k] = escapeInPlace(val)
-			if strings.ContainsAny(k, "&<>") {
-				renamed = append(renamed, k)
-			}
-		}
-		for _, k := range renamed {
-			val := x[k]
-			delete(x, k)
-			x[SlackEscape(k)] = val
-		}
-		return x
-	case []any:
-		for i, val := range x {
-			x[i] = escapeInPlace(val)
-		}
-		return x
-	}
-	return v
 }
