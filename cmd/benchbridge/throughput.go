@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,7 +26,32 @@ import (
 	"github.com/exportbridge/exportbridge/sinks/stdout"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
 	"github.com/exportbridge/exportbridge/store"
+	"github.com/exportbridge/exportbridge/template"
 )
+
+// teamsRecipe is the Teams recipe the webhook-teams sink renders per event (its body
+// template); benchbridge runs from the repository root.
+const teamsRecipe = "deploy/templates/teams.yaml"
+
+// teamsPayload compiles the body of the Teams recipe, as the webhook sink of that
+// recipe does.
+func teamsPayload() (*template.Payload, error) {
+	raw, err := os.ReadFile(teamsRecipe)
+	if err != nil {
+		return nil, fmt.Errorf("webhook-teams: %w (run benchbridge from the repository root)", err)
+	}
+	var r struct {
+		Sinks []struct {
+			Webhook struct {
+				Body any `yaml:"body"`
+			} `yaml:"webhook"`
+		} `yaml:"sinks"`
+	}
+	if err := yaml.Unmarshal(raw, &r); err != nil || len(r.Sinks) != 1 || r.Sinks[0].Webhook.Body == nil {
+		return nil, fmt.Errorf("webhook-teams: %s holds no webhook body (%v)", teamsRecipe, err)
+	}
+	return template.NewPayload("webhook-teams", template.PayloadConfig{Body: r.Sinks[0].Webhook.Body})
+}
 
 // target is one sink under test plus its plain-client ceiling.
 type target struct {
@@ -42,12 +68,19 @@ type target struct {
 // sink by the real dispatcher, next to a plain-client loop over the same bodies.
 func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []string) error {
 	fmt.Fprintf(w, "# throughput: burst of %d transitions in one cycle, %d runs per sink (events/s)\n", n, runs)
-	fmt.Fprintf(w, "%-10s %12s %12s %12s %8s %14s %12s\n", "sink", "sink-med", "ceiling-med", "raw-med", "ratio", "cycle-med", "cycle-reqs")
+	fmt.Fprintf(w, "# the sinks take turns within each run (run 1 of every sink, then run 2, ...)\n")
+	fmt.Fprintf(w, "%-13s %12s %12s %12s %8s %14s %12s\n", "sink", "sink-med", "ceiling-med", "raw-med", "ratio", "cycle-med", "cycle-reqs")
+	type series struct {
+		sinkR, ceilR, rawR []float64
+		cycles             []time.Duration
+		reqs               []int
+	}
+	all := make(map[string]*series, len(names))
 	for _, name := range names {
-		var sinkR, ceilR, rawR []float64
-		var cycles []time.Duration
-		var reqs []int
-		for r := 0; r < runs; r++ {
+		all[name] = &series{}
+	}
+	for r := 0; r < runs; r++ {
+		for _, name := range names {
 			tg, err := newTarget(ctx, name)
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", name, err)
@@ -57,18 +90,25 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 			if err != nil {
 				return fmt.Errorf("sink %s run %d: %w", name, r+1, err)
 			}
-			sinkR, ceilR, cycles, reqs = append(sinkR, res.sink), append(ceilR, res.ceiling), append(cycles, res.cycle), append(reqs, res.requests)
+			sr := all[name]
+			sr.sinkR, sr.ceilR, sr.cycles, sr.reqs = append(sr.sinkR, res.sink), append(sr.ceilR, res.ceiling), append(sr.cycles, res.cycle), append(sr.reqs, res.requests)
 			if res.raw > 0 {
-				rawR = append(rawR, res.raw)
+				sr.rawR = append(sr.rawR, res.raw)
 			}
 		}
+	}
+	for _, name := range names {
+		sr := all[name]
 		raw := "-"
-		if len(rawR) > 0 {
-			raw = fmt.Sprintf("%.0f", median(rawR))
+		if len(sr.rawR) > 0 {
+			raw = fmt.Sprintf("%.0f", median(sr.rawR))
 		}
-		fmt.Fprintf(w, "%-10s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, median(sinkR), median(ceilR), raw,
-			median(sinkR)/median(ceilR), ms(medianDur(cycles)), median(reqs))
-		fmt.Fprintf(w, "  runs: sink %v ceiling %v raw %v\n", round(sinkR), round(ceilR), round(rawR))
+		fmt.Fprintf(w, "%-13s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, median(sr.sinkR), median(sr.ceilR), raw,
+			median(sr.sinkR)/median(sr.ceilR), ms(medianDur(sr.cycles)), median(sr.reqs))
+		fmt.Fprintf(w, "  runs: sink %v ceiling %v raw %v\n", round(sr.sinkR), round(sr.ceilR), round(sr.rawR))
+	}
+	if t, u := all["webhook-teams"], all["webhook"]; t != nil && u != nil {
+		fmt.Fprintf(w, "webhook-teams / webhook (templated / CloudEvent, sink medians): %.2f\n", median(t.sinkR)/median(u.sinkR))
 	}
 	return nil
 }
@@ -173,7 +213,14 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 				return bw.Flush()
 			},
 		}, nil
-	case "webhook":
+	case "webhook", "webhook-teams":
+		var payload *template.Payload
+		if name == "webhook-teams" {
+			var err error
+			if payload, err = teamsPayload(); err != nil {
+				return nil, err
+			}
+		}
 		var got atomic.Int64
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -181,7 +228,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 			w.WriteHeader(http.StatusNoContent)
 		}))
 		key := []byte("benchbridge-throughput-secret!!!")
-		s, err := webhook.NewSink(webhook.Options{URL: srv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
+		s, err := webhook.NewSink(webhook.Options{Name: name, URL: srv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4, Payload: payload})
 		if err != nil {
 			srv.Close()
 			return nil, err
@@ -300,7 +347,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 		}
 		return tg, nil
 	default:
-		return nil, fmt.Errorf("unknown sink %q (expected stdout, webhook, nats or jetstream)", name)
+		return nil, fmt.Errorf("unknown sink %q (expected stdout, webhook, webhook-teams, nats or jetstream)", name)
 	}
 }
 
