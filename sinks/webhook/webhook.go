@@ -161,8 +161,10 @@ func NewSink(o Options) (*Sink, error) {
 		MaxIdleConnsPerHost:   conc,
 		MaxConnsPerHost:       conc,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
+		// No ResponseHeaderTimeout: Deliver's context bounds the whole request (dial,
+		// write, headers and body) by timeout already, and a second timer per request
+		// is cost without effect.
 	}
 	s := &Sink{
 		name:      name,
