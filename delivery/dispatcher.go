@@ -407,16 +407,27 @@ func (r *run) refill() error {
 		return fmt.Errorf("read outbox: %w", err)
 	}
 	r.more = len(recs) == room
-	for _, rec := range recs {
+	for i := range recs {
+		rec := &recs[i]
 		r.lastSeq = rec.Seq
 		r.inMem++
 		key := rec.Event.OrderKey()
 		k := r.keys[key]
 		if k == nil {
-			k = &keyQueue{key: key}
+			// A key's first record stays where the read put it (no copy); a second one
+			// makes append move the key's records to a slice of their own.
+			k = &keyQueue{key: key, recs: recs[i : i+1 : i+1]}
 			r.keys[key] = k
+		} else {
+			if len(k.recs) == cap(k.recs) {
+				grown := make([]store.Record, len(k.recs), 2*len(k.recs)+1)
+				copy(grown, k.recs)
+				clear(k.recs) // the old array (a read's) may outlive this key's use of it
+				k.recs = grown
+			}
+			k.recs = append(k.recs, *rec)
+			recs[i] = store.Record{}
 		}
-		k.recs = append(k.recs, rec)
 		if len(k.recs) == 1 && !k.inflight {
 			k.cacheHead()
 			heap.Push(&r.ready, k)
