@@ -63,32 +63,50 @@ type wire struct {
 	Data        map[string]any `json:"data"`
 }
 
+// envelopeNames are the attributes decodeWire reads, in the order it checks them.
+var envelopeNames = [...]string{"specversion", "id", "source", "type", "subject", "time", "account", "data"}
+
 // decodeWire reads the envelope and its data in one pass (decodeJSON), in Slack mode
-// with every string escaped for Slack.
+// with every string escaped for Slack. The envelope itself is not made a map: its
+// attributes are picked as they are read.
 func decodeWire(body []byte, mode Mode) (*wire, error) {
-	v, err := decodeJSONMode(body, mode == Slack)
-	if err != nil {
+	var env [len(envelopeNames)]any
+	d := jsonDecoder{b: body, src: string(body), slack: mode == Slack}
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == '{' {
+		if err := d.members(func(k string, v any) {
+			for i, n := range envelopeNames {
+				if n == k {
+					env[i] = v
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+	} else if _, err := d.value(0); err != nil {
 		return nil, err
-	}
-	env, ok := v.(map[string]any)
-	if !ok {
+	} else {
+		d.space()
+		if d.i != len(d.b) {
+			return nil, d.errorf("invalid character %q after top-level value", d.b[d.i])
+		}
 		return nil, fmt.Errorf("the CloudEvent is not a JSON object")
 	}
+	d.space()
+	if d.i != len(d.b) {
+		return nil, d.errorf("invalid character %q after top-level value", d.b[d.i])
+	}
 	w := &wire{}
-	for _, f := range []struct {
-		name string
-		to   *string
-	}{{"specversion", &w.SpecVersion}, {"id", &w.ID}, {"source", &w.Source}, {"type", &w.Type},
-		{"subject", &w.Subject}, {"time", &w.Time}, {"account", &w.Account}} {
-		switch x := env[f.name].(type) {
+	for i, to := range [...]*string{&w.SpecVersion, &w.ID, &w.Source, &w.Type, &w.Subject, &w.Time, &w.Account} {
+		switch x := env[i].(type) {
 		case string:
-			*f.to = x
+			*to = x
 		case nil:
 		default:
-			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", f.name, x)
+			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", envelopeNames[i], x)
 		}
 	}
-	switch x := env["data"].(type) {
+	switch x := env[len(env)-1].(type) {
 	case map[string]any:
 		w.Data = x
 	case nil:

@@ -105,51 +105,62 @@ func (d *jsonDecoder) literal(lit string) error {
 }
 
 func (d *jsonDecoder) object(depth int) (any, error) {
-	d.i++ // {
 	m := make(map[string]any)
+	if err := d.membersDepth(depth, func(k string, v any) { m[k] = v }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// members reads the object at d.i (its '{' included), handing each member to put in
+// order (a repeated key is handed again: the last one wins, as in a map).
+func (d *jsonDecoder) members(put func(k string, v any)) error { return d.membersDepth(0, put) }
+
+func (d *jsonDecoder) membersDepth(depth int, put func(k string, v any)) error {
+	d.i++ // {
 	d.space()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
-		return m, nil
+		return nil
 	}
 	for {
 		d.space()
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return errEnd
 		}
 		if d.b[d.i] != '"' {
-			return nil, d.errorf("invalid character %q looking for beginning of object key string", d.b[d.i])
+			return d.errorf("invalid character %q looking for beginning of object key string", d.b[d.i])
 		}
 		k, err := d.key()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.space()
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return errEnd
 		}
 		if d.b[d.i] != ':' {
-			return nil, d.errorf("invalid character %q after object key", d.b[d.i])
+			return d.errorf("invalid character %q after object key", d.b[d.i])
 		}
 		d.i++
 		d.space()
 		v, err := d.value(depth + 1)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		m[k] = v
+		put(k, v)
 		d.space()
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return errEnd
 		}
 		switch d.b[d.i] {
 		case ',':
 			d.i++
 		case '}':
 			d.i++
-			return m, nil
+			return nil
 		default:
-			return nil, d.errorf("invalid character %q after object key:value pair", d.b[d.i])
+			return d.errorf("invalid character %q after object key:value pair", d.b[d.i])
 		}
 	}
 }
