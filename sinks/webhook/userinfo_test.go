@@ -31,6 +31,14 @@ func TestUserinfoInTheURLIsSentAsBasicAuth(t *testing.T) {
 			if got := rec.only(t).Header.Values("Authorization"); len(got) != 1 || got[0] != tt.want {
 				t.Errorf("Authorization = %q, want [%q]", got, tt.want)
 			}
+			// `template render` shows the configured headers, not the URL's credentials.
+			h, _, err := s.Preview(testEvent(t, 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := h.Get("Authorization"); strings.HasPrefix(got, "Basic") {
+				t.Errorf("Preview shows Authorization %q from the URL's userinfo", got)
+			}
 		})
 	}
 }

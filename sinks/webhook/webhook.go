@@ -88,10 +88,11 @@ type Sink struct {
 	payload   *template.Payload
 	signers   []*signer
 	urlString string
-	// static are the headers every request carries (the CloudEvent content type, the
-	// User-Agent, the extra headers, Authorization from the URL's userinfo), set once;
-	// their value slices are shared by every request and never written.
-	static http.Header
+	// static are the headers every request carries (the content type, the User-Agent,
+	// the extra headers), set once; their value slices are shared by every request and
+	// never written.
+	static    http.Header
+	basicAuth []string // Authorization from the URL's userinfo (nil: none)
 }
 
 var _ interface {
@@ -189,14 +190,13 @@ func NewSink(o Options) (*Sink, error) {
 	}
 	s.urlString = u.String()
 	s.static = s.staticHeaders()
+	s.basicAuth = basicAuth(u)
 	return s, nil
 }
 
 // staticHeaders are the headers that do not depend on the event or the attempt, in the
 // order of precedence of setHeaders: the content type, the User-Agent, then the extra
-// headers (the first occurrence of a name replaces a default, later ones add values),
-// and Authorization from the URL's userinfo unless an extra header set it (what
-// http.Client does).
+// headers (the first occurrence of a name replaces a default, later ones add values).
 func (s *Sink) staticHeaders() http.Header {
 	h := http.Header{}
 	ct := event.ContentType
@@ -215,13 +215,20 @@ func (s *Sink) staticHeaders() http.Header {
 			seen[k] = true
 		}
 	}
-	if u := s.url.User; u != nil && h.Get("Authorization") == "" {
-		p, _ := u.Password()
-		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(u.Username(), p)
-		h["Authorization"] = r.Header["Authorization"]
-	}
 	return h
+}
+
+// basicAuth is the Authorization header of the URL's userinfo (nil without one), sent
+// unless an extra header sets Authorization, as http.Client does. It is added at
+// delivery, not in the headers Preview shows.
+func basicAuth(u *url.URL) []string {
+	if u.User == nil {
+		return nil
+	}
+	p, _ := u.User.Password()
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(u.User.Username(), p)
+	return r.Header["Authorization"]
 }
 
 // Name returns the sink name ("webhook" or "webhook-N").
@@ -258,10 +265,13 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 		return sinks.Permanent(fmt.Errorf("webhook %s: build request for POST %s: %s", s.name, s.safeURL, redact(err.Error(), s.url)))
 	}
 	req.Header = h
+	if s.basicAuth != nil && h["Authorization"] == nil {
+		h["Authorization"] = s.basicAuth
+	}
 
 	// The transport directly, not the client: the client would only copy the headers
 	// for redirects, which are never followed (a 3xx comes back as it is, as with
-	// http.ErrUseLastResponse), and set Authorization from the URL (static does).
+	// http.ErrUseLastResponse), and set Authorization from the URL (basicAuth does).
 	resp, err := s.transport.RoundTrip(req)
 	if err != nil {
 		return s.transportError(ctx, err)
@@ -295,7 +305,7 @@ func (s *Sink) message(e event.Event) ([]byte, http.Header, error) {
 // (`exportbridge template render`).
 func (s *Sink) Preview(e event.Event) (http.Header, []byte, error) {
 	body, h, err := s.message(e)
-	return h, body, err
+	return h.Clone(), body, err // a copy: the static values are shared by every request
 }
 
 // setHeaders returns the headers of one attempt: the static ones (content type,
