@@ -253,34 +253,45 @@ func (d *jsonDecoder) str() (string, error) {
 	d.i++ // "
 	start := d.i
 	special := false // & < > seen (Slack mode escapes them)
-	// Fast path: no escapes, valid UTF-8.
-	for d.i < len(d.b) {
-		c := d.b[d.i]
+	ascii := true    // no byte >= 0x80 seen: valid UTF-8 without a check
+	// Fast path: no escapes, valid UTF-8. The loop works on locals (registers).
+	b, i := d.b, d.i
+	for i < len(b) {
+		c := b[i]
 		if c == '"' {
-			s := d.b[start:d.i]
-			d.i++
+			raw := b[start:i]
+			d.i = i + 1
 			var out string
-			if utf8.Valid(s) {
-				out = d.src[start : d.i-1]
+			if ascii || utf8.Valid(raw) {
+				out = d.src[start:i]
 			} else {
-				out = fixUTF8(s)
+				out = fixUTF8(raw)
 			}
 			if special && d.slack {
 				out = SlackEscape(out)
 			}
 			return out, nil
 		}
-		if c == '&' || c == '<' || c == '>' {
-			special = true
-		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
+		switch {
+		case c == '\\':
+		case c < 0x20:
+			d.i = i
 			return "", d.errorf("invalid character %q in string literal", c)
+		case c >= 0x80:
+			ascii = false
+			i++
+			continue
+		case c == '&' || c == '<' || c == '>':
+			special = true
+			i++
+			continue
+		default:
+			i++
+			continue
 		}
-		d.i++
+		break // backslash: the slow path
 	}
+	d.i = i
 	if d.i >= len(d.b) {
 		return "", errEnd
 	}
