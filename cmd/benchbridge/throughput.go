@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -72,6 +73,7 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 	fmt.Fprintf(w, "%-13s %12s %12s %12s %8s %14s %12s\n", "sink", "sink-med", "ceiling-med", "raw-med", "ratio", "cycle-med", "cycle-reqs")
 	type series struct {
 		sinkR, ceilR, rawR []float64
+		sinkCPU, ceilCPU   []float64
 		cycles             []time.Duration
 		reqs               []int
 	}
@@ -95,6 +97,7 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 			if res.raw > 0 {
 				sr.rawR = append(sr.rawR, res.raw)
 			}
+			sr.sinkCPU, sr.ceilCPU = append(sr.sinkCPU, res.sinkCPU), append(sr.ceilCPU, res.ceilCPU)
 		}
 	}
 	for _, name := range names {
@@ -106,11 +109,23 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 		fmt.Fprintf(w, "%-13s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, median(sr.sinkR), median(sr.ceilR), raw,
 			median(sr.sinkR)/median(sr.ceilR), ms(medianDur(sr.cycles)), median(sr.reqs))
 		fmt.Fprintf(w, "  runs: sink %v ceiling %v raw %v\n", round(sr.sinkR), round(sr.ceilR), round(sr.rawR))
+		fmt.Fprintf(w, "  cpu µs/event (process, all threads): sink %.1f ceiling %.1f, ceiling/sink %.2f; runs: sink %v ceiling %v\n",
+			median(sr.sinkCPU), median(sr.ceilCPU), median(sr.ceilCPU)/median(sr.sinkCPU), round(sr.sinkCPU), round(sr.ceilCPU))
 	}
 	if t, u := all["webhook-teams"], all["webhook"]; t != nil && u != nil {
-		fmt.Fprintf(w, "webhook-teams / webhook (templated / CloudEvent, sink medians): %.2f\n", median(t.sinkR)/median(u.sinkR))
+		fmt.Fprintf(w, "webhook-teams / webhook (templated / CloudEvent, sink medians): events/s %.2f, cpu per event %.2f\n",
+			median(t.sinkR)/median(u.sinkR), median(u.sinkCPU)/median(t.sinkCPU))
 	}
 	return nil
+}
+
+// processCPU is the CPU time of this process so far (user + system, all threads).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func round(fs []float64) []int {
@@ -123,8 +138,11 @@ func round(fs []float64) []int {
 
 type burstResult struct {
 	sink, ceiling, raw float64
-	cycle              time.Duration
-	requests           int
+	// sinkCPU and ceilCPU are the process's CPU time per event (µs) while the dispatcher
+	// and the ceiling loop ran: less sensitive than events/s to other work on the machine.
+	sinkCPU, ceilCPU float64
+	cycle            time.Duration
+	requests         int
 }
 
 func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
@@ -163,11 +181,12 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 	}
 
 	// Ceiling first, on the same bodies.
-	t0 := time.Now()
+	t0, c0 := time.Now(), processCPU()
 	if err := tg.ceiling(ctx, recs); err != nil {
 		return res, fmt.Errorf("ceiling: %w", err)
 	}
 	res.ceiling = float64(n) / time.Since(t0).Seconds()
+	res.ceilCPU = float64((processCPU() - c0).Microseconds()) / float64(n)
 	if tg.ceilingRaw != nil {
 		t0 = time.Now()
 		if err := tg.ceilingRaw(ctx, recs); err != nil {
@@ -179,11 +198,12 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: tg.sink, Concurrency: tg.concurrency, Logger: quietLogger()})
 	rctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	t0 = time.Now()
+	t0, c0 = time.Now(), processCPU()
 	go func() { errc <- d.Run(rctx) }()
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	werr := d.WaitIdle(wctx)
 	el := time.Since(t0)
+	res.sinkCPU = float64((processCPU() - c0).Microseconds()) / float64(n)
 	wcancel()
 	cancel()
 	if err := <-errc; err != nil {
