@@ -316,12 +316,14 @@ func (s *Sink) setHeaders(id string, body []byte, ce [][2]string) http.Header {
 	for k, v := range s.static {
 		h[k] = v
 	}
-	for _, kv := range ce {
-		h[kv[0]] = []string{kv[1]} // lower-case as the binding writes them
-	}
 	ts := s.now().Unix()
-	// One allocation for the id, the timestamp and the signatures' value slices.
-	vals := make([]string, 3)
+	// One allocation for the value slices of the ce-* headers, the id, the timestamp
+	// and the signatures.
+	vals := make([]string, len(ce)+3)
+	for i, kv := range ce {
+		vals[3+i] = kv[1]
+		h[kv[0]] = vals[3+i : 4+i : 4+i] // lower-case as the binding writes them
+	}
 	vals[0], vals[1] = id, strconv.FormatInt(ts, 10)
 	h[HeaderID], h[HeaderTimestamp] = vals[0:1:1], vals[1:2:2]
 	if len(s.signers) > 0 {
