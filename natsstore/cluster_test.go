@@ -3,48 +3,17 @@ package natsstore_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/exportbridge/exportbridge/diff"
-	"github.com/exportbridge/exportbridge/natsembed"
 	"github.com/exportbridge/exportbridge/natsstore"
 	"github.com/exportbridge/exportbridge/store"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
-
-// startCluster runs a 3-node JetStream cluster on loopback, routes between in-process
-// servers; it returns the servers and their client URLs.
-func startCluster(t *testing.T) ([]*natsserver.Server, []string) {
-	t.Helper()
-	routes := make([]string, 3)
-	for i := range routes {
-		routes[i] = "nats://" + bridgetest.FreeAddr(t)
-	}
-	srvs := make([]*natsserver.Server, 3)
-	urls := make([]string, 3)
-	for i := range srvs {
-		_, p, _ := net.SplitHostPort(strings.TrimPrefix(routes[i], "nats://"))
-		port, _ := strconv.Atoi(p)
-		s, err := natsembed.Start(natsembed.Options{JetStream: true, StoreDir: t.TempDir(), Configure: func(o *natsserver.Options) {
-			o.ServerName = fmt.Sprintf("n%d", i)
-			o.Cluster = natsserver.ClusterOpts{Name: "exportbridge-test", Host: "127.0.0.1", Port: port}
-			o.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srvs[i], urls[i] = s, s.ClientURL()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	}
-	return srvs, urls
-}
 
 // openReplicated opens the store with 3 replicas once the cluster has a JetStream
 // leader (a fresh cluster needs a few seconds).
@@ -69,7 +38,7 @@ func openReplicated(t *testing.T, urls []string) *natsstore.Store {
 // retried as the poller's next cycle would (same events, same ids): every event is
 // queued once, in order, and the snapshot is complete.
 func TestClusterNodeLoss(t *testing.T) {
-	srvs, urls := startCluster(t)
+	srvs, urls := bridgetest.StartCluster(t, 3)
 	s := openReplicated(t, urls)
 	const cycles, per = 30, 10
 	killed, retries := false, 0

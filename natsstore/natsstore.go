@@ -39,6 +39,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/store"
 )
 
@@ -127,17 +128,12 @@ func OpenURL(ctx context.Context, url string, o Options, nopts ...nats.Option) (
 	return s, nil
 }
 
-// redactURL drops user info from a NATS URL list for messages.
+// redactURL renders a NATS URL list for messages with logging.SafeURL (the one URL
+// redactor): no userinfo, token or query.
 func redactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if sch := strings.Index(p, "://"); sch >= 0 && sch < at {
-				parts[i] = p[:sch+3] + "***" + p[at:]
-			} else {
-				parts[i] = "***" + p[at:]
-			}
-		}
+		parts[i] = logging.SafeURL(p, false)
 	}
 	return strings.Join(parts, ",")
 }

@@ -93,16 +93,18 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (bridg
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}
-	st, err := natsstore.OpenURL(ctx, strings.Join(cfg.StoreNATSURL, ","), natsstore.Options{
-		Replicas:   cfg.StoreNATSReplicas,
-		Duplicates: duplicateWindow(cfg),
-	}, nopts...)
+	st, err := retryStart(ctx, log, "the state on JetStream", func(ctx context.Context) (*natsstore.Store, error) {
+		return natsstore.OpenURL(ctx, strings.Join(cfg.StoreNATSURL, ","), natsstore.Options{
+			Replicas:   cfg.StoreNATSReplicas,
+			Duplicates: duplicateWindow(cfg),
+		}, append(nopts, nats.Timeout(startAttempt))...)
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	lctx, cancel := context.WithTimeout(ctx, natsstore.DefaultTimeout)
-	defer cancel()
-	kv, err := lease.OpenBucket(lctx, st.JetStream(), cfg.LeaseTTL, cfg.StoreNATSReplicas)
+	kv, err := retryStart(ctx, log, "the lease bucket", func(ctx context.Context) (jetstream.KeyValue, error) {
+		return lease.OpenBucket(ctx, st.JetStream(), cfg.LeaseTTL, cfg.StoreNATSReplicas)
+	})
 	if err != nil {
 		_ = st.Close()
 		return nil, nil, err
