@@ -58,6 +58,39 @@ func TestFence(t *testing.T) {
 		}
 	})
 
+	t.Run("a renewal written although its answer was lost keeps the lease", func(t *testing.T) {
+		// On a starved machine a renewal can time out here and be written all the same:
+		// the holder then took its own write for another's, gave the lease up and could
+		// not take it back until the key expired (a TTL with no poller; issue 16).
+		url := server(t)
+		a, _ := bucket(t, url, 2*time.Second)
+		for _, next := range []string{"Check", "Renew"} {
+			key := "poller." + next
+			l, err := lease.Acquire(ctx, a, key, "A")
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := a.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Update(ctx, key, []byte("A"), e.Revision()); err != nil { // the lost answer
+				t.Fatal(err)
+			}
+			if next == "Check" {
+				if err := l.Check(ctx); err != nil {
+					t.Errorf("Check after the holder's own unanswered renewal: %v, want the lease still held", err)
+				}
+			}
+			if err := l.Renew(ctx); err != nil {
+				t.Errorf("Renew after the holder's own unanswered renewal (%s first): %v, want it renewed", next, err)
+			}
+			if err := l.Check(ctx); err != nil || !l.Valid() {
+				t.Errorf("after the renewal: Check %v, Valid %v, want the lease held", err, l.Valid())
+			}
+		}
+	})
+
 	t.Run("a holder whose key another replica wrote stops at once", func(t *testing.T) {
 		// With a TTL of 20s the next renewal is 5s away: the term must end at the first
 		// Check that sees the other holder, not at that renewal.

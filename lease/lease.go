@@ -11,8 +11,11 @@
 // refuses once that deadline has passed or the key's revision is not the holder's own
 // (fencing). A Check or a renewal that finds another holder's write (or an expired key)
 // marks the lease lost: Valid turns false and Hold ends the work at once, without
-// waiting for the next renewal. A Check waits for a renewal in flight, so the holder's
-// own write is never taken for another's. The others take over when the key has expired.
+// waiting for the next renewal. The holder's own writes are never taken for another's: a
+// Check waits for a renewal in flight, and a key at a later revision that holds the
+// holder's own value (a renewal written although its answer timed out) is still the
+// holder's, since no other replica writes that value. The others take over when the key
+// has expired.
 package lease
 
 import (
@@ -158,18 +161,26 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 // Renew updates the key at the last revision; a failure that shows another holder (or
 // an expired key) marks the lease lost for good.
 func (l *Lease) Renew(ctx context.Context) error {
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	l.mu.Lock()
 	rev, lost := l.rev, l.lost
 	l.mu.Unlock()
 	if lost != nil {
 		return lost
 	}
-	if err := l.lock(ctx); err != nil {
-		return err
-	}
-	defer l.unlock()
 	start := time.Now()
 	nrev, err := l.kv.Update(ctx, l.key, []byte(l.holder), rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A renewal that timed out here may have been written all the same: the key then
+		// holds this holder's own value at a later revision, and the lease is still ours.
+		if own, ok := l.ownRevision(ctx); ok {
+			rev, start = own, time.Now()
+			nrev, err = l.kv.Update(ctx, l.key, []byte(l.holder), rev)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyExists) {
 			return l.markLost(fmt.Errorf("lease %s: renew at revision %d: %w: %w", l.key, rev, ErrLost, err))
@@ -180,6 +191,16 @@ func (l *Lease) Renew(ctx context.Context) error {
 	l.rev, l.validTo = nrev, start.Add(StopAfter(l.ttl))
 	l.mu.Unlock()
 	return nil
+}
+
+// ownRevision returns the key's revision when the key holds this holder's value (its
+// last write was this holder's own).
+func (l *Lease) ownRevision(ctx context.Context) (uint64, bool) {
+	e, err := l.kv.Get(ctx, l.key)
+	if err != nil || string(e.Value()) != l.holder {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // Valid reports whether the holder may still work by its own clock.
@@ -226,6 +247,14 @@ func (l *Lease) Check(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("lease %s: check: %w", l.key, err)
+	}
+	if e.Revision() != rev && string(e.Value()) == l.holder {
+		// The holder's own renewal, written although its answer never came (a timeout):
+		// only this holder writes its value, so no other replica has written since.
+		l.mu.Lock()
+		l.rev = e.Revision()
+		l.mu.Unlock()
+		return nil
 	}
 	if e.Revision() != rev {
 		return l.markLost(fmt.Errorf("lease %s: revision %d is not ours (%d), held by %q: %w", l.key, e.Revision(), rev, e.Value(), ErrLost))
