@@ -292,9 +292,9 @@ type HoldOptions struct {
 // Hold runs until ctx is done: it takes the lease whenever it is free and, while it
 // holds it, runs work with a context that is cancelled before the lease could expire
 // (renewals failing for StopAfter) or as soon as it is found lost (by a renewal or a
-// Check). When work returns, or the lease
-// is lost, Hold waits for work to return and goes back to standby. On ctx's end it
-// releases the lease. work's error is logged, not returned.
+// Check). When work returns, or the lease is lost, Hold waits for work to return and
+// goes back to standby. On ctx's end it releases the lease. work's error is logged, not
+// returned.
 func Hold(ctx context.Context, o HoldOptions, work func(ctx context.Context, l *Lease) error) {
 	log := o.Logger
 	if log == nil {
