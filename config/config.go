@@ -38,7 +38,7 @@ const FileSuffix = "_FILE"
 // default computed elsewhere, desc is the meaning shown in the table.
 type Config struct {
 	APIURL            string        `envconfig:"API_URL" default:"https://app.plugchoice.com/api/v3" desc:"Plugchoice API base URL (absolute http(s) URL without query; a trailing slash is dropped)"`
-	APIToken          string        `envconfig:"API_TOKEN" secret:"true" defdoc:"(required for run, once, check)" desc:"Plugchoice API bearer token"`
+	APIToken          string        `envconfig:"API_TOKEN" secret:"true" defdoc:"(required for run, once, check)" desc:"Plugchoice API bearer token of the one account default (not needed when the config file lists accounts)"`
 	FilterTypes       List          `envconfig:"FILTER_TYPES" desc:"only exports of these types (comma list), passed on as the API's type filter"`
 	FilterSubjectType string        `envconfig:"FILTER_SUBJECT_TYPE" desc:"only exports of this subject type (the API's subject_type filter)"`
 	FilterSubjectID   int64         `envconfig:"FILTER_SUBJECT_ID" desc:"only exports of this subject id, a positive integer (the API's subject_id filter)"`
@@ -87,11 +87,14 @@ type Config struct {
 	Stdout               bool          `envconfig:"STDOUT" default:"false" desc:"print each event as one JSON line on standard output"`
 	PollFailureThreshold int           `envconfig:"POLL_FAILURE_THRESHOLD" default:"5" desc:"consecutive failed poll cycles before bridge.poll_failing (at least 1)"`
 	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight deliveries may finish on SIGTERM"`
-	ConfigFile           string        `envconfig:"CONFIG_FILE" desc:"YAML file of sinks, each with its own name, settings and filter (see Config file); the NATS_, SLACK_ and WEBHOOK_ settings are then refused"`
+	ConfigFile           string        `envconfig:"CONFIG_FILE" desc:"YAML file of sinks, each with its own name, settings and filter (see Config file), and with STORE=nats of accounts (see Many accounts); the NATS_, SLACK_ and WEBHOOK_ settings are then refused"`
 
 	// Sinks are the configured sinks, from CONFIG_FILE or the environment shorthand, in
 	// order; the registry (sinks/registry) decodes and validates each kind's block.
 	Sinks []SinkEntry `ignored:"true"`
+	// Accounts is the config file's accounts: list (STORE=nats only); nil: the one
+	// account of API_TOKEN (see PollAccounts).
+	Accounts []Account `ignored:"true"`
 
 	PollIntervalActive time.Duration `envconfig:"POLL_INTERVAL_ACTIVE" default:"10s" desc:"time between polls while any export is pending or processing, plus the same jitter (at least 1s, at most POLL_INTERVAL; the default is cut to a shorter POLL_INTERVAL)"`
 	SinkFailureAlert   time.Duration `envconfig:"SINK_FAILURE_ALERT" default:"5m" desc:"how long a sink is down (its breaker open) before bridge.sink_failing goes to the other sinks (0 disables)"`
@@ -381,7 +384,8 @@ func LoadFor(env map[string]string, command string) (*Config, error) {
 		}
 		tok, ok := src.lookup(Prefix + "API_TOKEN")
 		_, fileOK := src.lookup(Prefix + "API_TOKEN" + FileSuffix)
-		if !fileOK && (!ok || strings.TrimSpace(tok) == "") {
+		cf, _ := src.lookup(Prefix + "CONFIG_FILE")
+		if !fileOK && (!ok || strings.TrimSpace(tok) == "") && (cf == "" || !fileHasAccounts(cf)) {
 			if rerr := (&Config{}).Require(command); rerr != nil {
 				var re *Error
 				if errors.As(rerr, &re) && !slices.ContainsFunc(cerr.Problems, func(p Problem) bool { return p.Var == re.Problems[0].Var }) {
@@ -401,7 +405,7 @@ func LoadFor(env map[string]string, command string) (*Config, error) {
 func (c *Config) Require(command string) error {
 	switch command {
 	case "run", "once", "check":
-		if strings.TrimSpace(c.APIToken) == "" {
+		if strings.TrimSpace(c.APIToken) == "" && len(c.Accounts) == 0 {
 			return &Error{Problems: []Problem{{
 				Var: Prefix + "API_TOKEN",
 				Msg: fmt.Sprintf("required by %q but not set (set it, or %s to a file holding it)", command, Prefix+"API_TOKEN"+FileSuffix),
@@ -425,6 +429,9 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	add(c.APIToken, c.AdminToken, c.NATSToken, c.NATSPassword, c.SlackToken, c.SlackWebhookURL)
+	for _, a := range c.Accounts {
+		add(a.APIToken)
+	}
 	if p := urlPath(c.SlackWebhookURL); len(p) > 1 {
 		add(p)
 	}

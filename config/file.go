@@ -167,44 +167,56 @@ func keyOf(kv *ast.MappingValueNode) string {
 	return strings.TrimSpace(kv.Key.String())
 }
 
-// readFile decodes the config file into sink entries. Every problem is collected.
-func readFile(path string, lookup func(string) (string, bool)) ([]SinkEntry, []Problem) {
+// fileContents is what the config file holds.
+type fileContents struct {
+	sinks []SinkEntry
+	// accounts is the accounts: list; accountsAt names its key ("config.yaml:1:1
+	// accounts"), empty when the file has none.
+	accounts   []Account
+	accountsAt string
+	warnings   []string
+}
+
+// readFile decodes the config file into sink entries and accounts (defaultURL is the
+// accounts' default api_url). Every problem is collected.
+func readFile(path string, lookup func(string) (string, bool), defaultURL string) (fileContents, []Problem) {
+	var fc fileContents
 	d := &fileDecoder{path: path, lookup: lookup}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, []Problem{{Var: Prefix + "CONFIG_FILE", Msg: fmt.Sprintf("cannot read the config file: %v", err)}}
+		return fc, []Problem{{Var: Prefix + "CONFIG_FILE", Msg: fmt.Sprintf("cannot read the config file: %v", err)}}
 	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		d.yamlProblem("", err)
-		return nil, d.problems
+		return fc, d.problems
 	}
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		d.problem(path, "expected one YAML document with a sinks: list")
-		return nil, d.problems
+		return fc, d.problems
 	}
 	pairs, ok := mappingPairs(f.Docs[0].Body)
 	if !ok {
 		d.problem(d.pos(f.Docs[0].Body), "the file is not a mapping (expected a top-level sinks: list)")
-		return nil, d.problems
+		return fc, d.problems
 	}
-	var entries []SinkEntry
 	seenSinks := false
 	for _, kv := range pairs {
 		switch k := keyOf(kv); k {
 		case "sinks":
 			seenSinks = true
-			entries = d.sinks(kv.Value)
+			fc.sinks = d.sinks(kv.Value)
 		case "accounts":
-			d.problem(d.pos(kv.Key)+" accounts", "several accounts need STORE=nats, which this version does not have yet (expected the one account of EXPORTBRIDGE_API_TOKEN; remove accounts:)")
+			fc.accountsAt = d.pos(kv.Key) + " accounts"
+			fc.accounts, fc.warnings = d.accounts(kv.Value, defaultURL)
 		default:
-			d.problem(d.pos(kv.Key)+" "+k, "unknown key (expected sinks)")
+			d.problem(d.pos(kv.Key)+" "+k, "unknown key (expected sinks, accounts)")
 		}
 	}
 	if !seenSinks && len(d.problems) == 0 {
 		d.problem(path, "no sinks: list (expected sinks: with at least one entry)")
 	}
-	return entries, d.problems
+	return fc, d.problems
 }
 
 func (d *fileDecoder) sinks(n ast.Node) []SinkEntry {
@@ -408,11 +420,11 @@ func (b *fileBlock) Decode(into any) error {
 			b.secrets = append(b.secrets, secretParts(val)...)
 			continue
 		}
-		literal, missing := b.expand(fv)
+		literal, missing := b.expand(fv, f.Tag.Get("secret") == "optional")
 		for _, name := range missing {
 			probs = append(probs, Problem{Var: b.Setting(key), Msg: fmt.Sprintf("refers to ${%s}, which is not set in the environment", name)})
 		}
-		if literal {
+		if literal && f.Tag.Get("secret") == "true" {
 			b.warnings = append(b.warnings, fmt.Sprintf("%s holds a literal secret: prefer %s%s or ${ENV_NAME}", b.Setting(key), key, FileSuffix2))
 		}
 	}
@@ -429,14 +441,17 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expand replaces ${NAME} in a secret field (a string, each item of a list, each value
 // of a map), recording the secrets; literal reports a non-empty value with no reference.
-func (b *fileBlock) expand(fv reflect.Value) (literal bool, missing []string) {
+// An optional secret's literal value is not recorded: it is ordinary configuration.
+func (b *fileBlock) expand(fv reflect.Value, optional bool) (literal bool, missing []string) {
 	one := func(s string) string {
 		if s == "" {
 			return s
 		}
 		if !envRef.MatchString(s) {
 			literal = true
-			b.secrets = append(b.secrets, secretParts(s)...)
+			if !optional {
+				b.secrets = append(b.secrets, secretParts(s)...)
+			}
 			return s
 		}
 		out := envRef.ReplaceAllStringFunc(s, func(ref string) string {
@@ -508,7 +523,10 @@ func isZero(v reflect.Value) bool {
 	return v.IsZero()
 }
 
-// secretKeys lists the yaml keys of into's fields tagged secret:"true".
+// secretKeys lists the yaml keys of into's fields tagged secret:"true", and of those
+// tagged secret:"optional" (a value that may hold a credential, such as a URL with a
+// token in its path: it may come from x_file or ${ENV_NAME} like a secret, but a literal
+// one is ordinary and not warned about).
 func secretKeys(into any) map[string]bool {
 	out := map[string]bool{}
 	t := reflect.TypeOf(into)
@@ -519,7 +537,7 @@ func secretKeys(into any) map[string]bool {
 		return out
 	}
 	for i := range t.NumField() {
-		if f := t.Field(i); f.Tag.Get("secret") == "true" {
+		if f := t.Field(i); f.Tag.Get("secret") == "true" || f.Tag.Get("secret") == "optional" {
 			out[yamlKey(f)] = true
 		}
 	}

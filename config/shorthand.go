@@ -18,9 +18,10 @@ func (l *loader) sinkEntries() {
 		out = append(out, SinkEntry{Name: "stdout", Kind: "stdout", Where: "environment", Block: &envBlock{kind: "stdout"}})
 	}
 	if c.ConfigFile != "" {
-		entries, probs := readFile(c.ConfigFile, l.src.lookup)
+		fc, probs := readFile(c.ConfigFile, l.src.lookup, c.APIURL)
 		l.problems = append(l.problems, probs...)
-		for _, e := range entries {
+		l.setAccounts(fc.accounts, fc.accountsAt, fc.warnings)
+		for _, e := range fc.sinks {
 			if c.Stdout && e.Name == "stdout" {
 				l.problem("STDOUT", "adds a sink named stdout, and the config file has one too (expected one of them)")
 				continue

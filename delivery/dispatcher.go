@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,17 @@ const (
 	maxErrorLen = 1000
 	// settleRetry is the pause after a failed settle transaction.
 	settleRetry = time.Second
+	// settleMax is how many outcomes one settle transaction takes at most before it is
+	// written without waiting for settleEvery.
+	settleMax = 4096
 )
+
+// settleEvery is how long outcomes may wait for more to join their settle transaction
+// while deliveries are in flight (an idle dispatcher writes at once). Each transaction
+// costs an fsync or two; under a burst this turns hundreds of small transactions a
+// second into a few large ones. A delivered event is settled at most this much later,
+// so at most this much more is delivered twice after a crash. A variable for tests.
+var settleEvery = 20 * time.Millisecond
 
 // afterCancel is how long a stopping dispatcher waits for deliveries that were cancelled
 // after the grace period (a sink that ignores its context). A variable for tests.
@@ -232,6 +243,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		workCtx:    workCtx,
 		cancelWork: cancelWork,
 		results:    make(chan result, d.o.Concurrency),
+		jobs:       make(chan job, d.o.Concurrency),
 		flushCh:    make(chan store.Settlement, 1),
 		flushDone:  make(chan flushResult, 1),
 	}
@@ -245,12 +257,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	go r.flusher()
 	defer close(r.flushCh)
+	for range d.o.Concurrency {
+		go r.worker()
+	}
+	defer close(r.jobs)
 	d.o.Metrics.Up(d.name, true)
 	r.resumeOutage(time.Now())
 	d.log.Debug("dispatcher started", "queued", r.inMem)
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	timerSet, timerAt := true, time.Now().Add(time.Hour)
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
@@ -259,16 +276,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		r.dispatch(now)
 		r.maybeFlush(now)
 		r.publish()
-		if wait, ok := r.nextWake(now); ok {
-			timer.Reset(wait)
-		} else {
-			timer.Stop()
+		// The timer is set again only when the wake-up time changes (under a burst it
+		// stays the settle deadline for many turns of the loop).
+		if at, ok := r.nextWake(now); !ok {
+			if timerSet {
+				timer.Stop()
+				timerSet = false
+			}
+		} else if !timerSet || !at.Equal(timerAt) {
+			timer.Reset(max(at.Sub(now), 0))
+			timerAt, timerSet = at, true
 		}
 		select {
 		case <-ctx.Done():
 			return r.stop()
 		case res := <-r.results:
 			r.handle(res)
+			r.handleReady()
 		case fr := <-r.flushDone:
 			r.flushed(fr)
 		case <-d.notify:
@@ -279,6 +303,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			r.tryRefill()
 			r.refreshDepth()
 		case <-timer.C:
+			timerSet = false
 		}
 		if r.more && r.inMem < window/2 {
 			r.tryRefill()
@@ -291,6 +316,19 @@ type keyQueue struct {
 	key      string
 	recs     []store.Record
 	inflight bool
+	// at and seq are the head's NextAttemptAt (unix ns; math.MinInt64 when zero) and Seq,
+	// copied when the key enters the ready heap, for its comparisons.
+	at  int64
+	seq uint64
+}
+
+// cacheHead copies the head's schedule into k (before it enters the ready heap).
+func (k *keyQueue) cacheHead() {
+	h := &k.recs[0]
+	k.at, k.seq = math.MinInt64, h.Seq
+	if !h.NextAttemptAt.IsZero() {
+		k.at = h.NextAttemptAt.UnixNano()
+	}
 }
 
 // readyHeap orders the idle keys by the next attempt time of their head record, then by
@@ -299,11 +337,11 @@ type readyHeap []*keyQueue
 
 func (h readyHeap) Len() int { return len(h) }
 func (h readyHeap) Less(i, j int) bool {
-	a, b := &h[i].recs[0], &h[j].recs[0]
-	if !a.NextAttemptAt.Equal(b.NextAttemptAt) {
-		return a.NextAttemptAt.Before(b.NextAttemptAt)
+	a, b := h[i], h[j]
+	if a.at != b.at {
+		return a.at < b.at
 	}
-	return a.Seq < b.Seq
+	return a.seq < b.seq
 }
 func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *readyHeap) Push(x any)   { *h = append(*h, x.(*keyQueue)) }
@@ -338,14 +376,19 @@ type run struct {
 	more       bool   // the last read stopped at the window: more records wait in the store
 	storeDepth int    // outbox depth at the last refresh, when more is set
 	dead       int
-	workCtx    context.Context
-	cancelWork context.CancelFunc
-	results    chan result
-	stopping   bool
+
+	published          bool // pubQueued and pubDead were published
+	pubQueued, pubDead int
+	workCtx            context.Context
+	cancelWork         context.CancelFunc
+	results            chan result
+	jobs               chan job // to the workers; never more than calls (< its capacity) queued
+	stopping           bool
 
 	br breaker
 
 	pend         store.Settlement
+	pendSince    time.Time // when the first outcome of pend was recorded
 	flushing     bool
 	flushRetryAt time.Time
 	flushCh      chan store.Settlement
@@ -364,17 +407,29 @@ func (r *run) refill() error {
 		return fmt.Errorf("read outbox: %w", err)
 	}
 	r.more = len(recs) == room
-	for _, rec := range recs {
+	for i := range recs {
+		rec := &recs[i]
 		r.lastSeq = rec.Seq
 		r.inMem++
 		key := rec.Event.OrderKey()
 		k := r.keys[key]
 		if k == nil {
-			k = &keyQueue{key: key}
+			// A key's first record stays where the read put it (no copy); a second one
+			// makes append move the key's records to a slice of their own.
+			k = &keyQueue{key: key, recs: recs[i : i+1 : i+1]}
 			r.keys[key] = k
+		} else {
+			if len(k.recs) == cap(k.recs) {
+				grown := make([]store.Record, len(k.recs), 2*len(k.recs)+1)
+				copy(grown, k.recs)
+				clear(k.recs) // the old array (a read's) may outlive this key's use of it
+				k.recs = grown
+			}
+			k.recs = append(k.recs, *rec)
+			recs[i] = store.Record{}
 		}
-		k.recs = append(k.recs, rec)
 		if len(k.recs) == 1 && !k.inflight {
+			k.cacheHead()
 			heap.Push(&r.ready, k)
 		}
 	}
@@ -408,6 +463,10 @@ func (r *run) queuedNow() int {
 // publish updates Queued and the depth gauges.
 func (r *run) publish() {
 	q := r.queuedNow()
+	if r.published && q == r.pubQueued && r.dead == r.pubDead {
+		return
+	}
+	r.published, r.pubQueued, r.pubDead = true, q, r.dead
 	r.d.queued.Store(int64(q))
 	r.d.o.Metrics.Depths(r.d.name, q, r.dead)
 }
@@ -436,7 +495,7 @@ func (r *run) dispatch(now time.Time) {
 			r.br.probeKey = k
 		}
 		r.calls++
-		go r.deliver(k, r.start(k, now).Event)
+		r.jobs <- job{k: k, ev: r.start(k, now).Event}
 	}
 }
 
@@ -462,10 +521,33 @@ func (r *run) startBatch(b sinks.Batcher, now time.Time) {
 		evs = append(evs, r.start(k, now).Event)
 	}
 	r.calls++
-	go r.deliverBatch(b, ks, evs)
+	r.jobs <- job{b: b, ks: ks, evs: evs}
 }
 
-// deliver runs in its own goroutine: it gets the event by value and touches no run state.
+// job is one Deliver call (k's head is ev) or one DeliverBatch call (ks[i]'s head is
+// evs[i]) for a worker.
+type job struct {
+	k   *keyQueue
+	ev  event.Event
+	b   sinks.Batcher
+	ks  []*keyQueue
+	evs []event.Event
+}
+
+// worker makes the calls of the jobs it receives until Run closes the channel. There
+// are Concurrency workers, long-lived, so a delivery starts no goroutine (whose stack
+// would grow anew through the HTTP client's calls each time).
+func (r *run) worker() {
+	for j := range r.jobs {
+		if j.b != nil {
+			r.deliverBatch(j.b, j.ks, j.evs)
+		} else {
+			r.deliver(j.k, j.ev)
+		}
+	}
+}
+
+// deliver runs in a worker: it gets the event by value and touches no run state.
 func (r *run) deliver(k *keyQueue, ev event.Event) {
 	var err error
 	defer func() {
@@ -510,6 +592,7 @@ func (r *run) retryWaiting(now time.Time) {
 	for _, k := range r.ready {
 		if k.recs[0].NextAttemptAt.After(now) {
 			k.recs[0].NextAttemptAt = now
+			k.cacheHead()
 			n++
 		}
 	}
@@ -519,19 +602,33 @@ func (r *run) retryWaiting(now time.Time) {
 	}
 }
 
-// nextWake is how long to sleep until the next key becomes ready (if one can start),
-// the next probe or the sink alert is due.
-func (r *run) nextWake(now time.Time) (time.Duration, bool) {
+// nextWake is when the next key becomes ready (if one can start), the next probe, the
+// sink alert or the settle of the pending outcomes is due.
+func (r *run) nextWake(now time.Time) (time.Time, bool) {
 	at, ok := r.breakerWake(now)
+	if t, fok := r.flushAt(); fok && (!ok || t.Before(at)) {
+		at, ok = t, true
+	}
 	if !r.br.open && !r.stopping && r.calls < r.limit() && r.ready.Len() > 0 {
 		if t := r.ready[0].recs[0].NextAttemptAt; !ok || t.Before(at) {
 			at, ok = t, true
 		}
 	}
-	if !ok {
-		return 0, false
+	return at, ok
+}
+
+// handleReady handles the results that are already waiting, so that a busy sink's
+// outcomes cost one turn of the loop (dispatch, settle, timers) between them, not one
+// each.
+func (r *run) handleReady() {
+	for range cap(r.results) {
+		select {
+		case res := <-r.results:
+			r.handle(res)
+		default:
+			return
+		}
 	}
-	return max(at.Sub(now), 0), true
 }
 
 // handle records the outcome of one delivery.
@@ -545,6 +642,9 @@ func (r *run) handle(res result) {
 	}
 	rec := &k.recs[0]
 	now := time.Now()
+	if pendLen(&r.pend) == 0 {
+		r.pendSince = now
+	}
 	lastErr := ""
 	switch {
 	case res.err == nil:
@@ -587,6 +687,7 @@ func (r *run) handle(res result) {
 			"next_attempt", rec.NextAttemptAt.UTC().Format(time.RFC3339Nano), "status", rec.LastStatus, "error", res.err)
 	}
 	if len(k.recs) > 0 {
+		k.cacheHead()
 		heap.Push(&r.ready, k)
 	} else {
 		delete(r.keys, k.key)
@@ -677,14 +778,32 @@ func (r *run) take() store.Settlement {
 	return b
 }
 
-// maybeFlush hands the pending outcomes to the flusher when it is idle: under load the
-// batch grows while the previous transaction commits (group commit).
+// maybeFlush hands the pending outcomes to the flusher when it is idle and either no
+// delivery is in flight, the oldest outcome has waited settleEvery, or settleMax have
+// gathered: under load the batch grows while the previous transaction commits (group
+// commit) and for settleEvery after it.
 func (r *run) maybeFlush(now time.Time) {
 	if r.flushing || pendLen(&r.pend) == 0 || now.Before(r.flushRetryAt) {
 		return
 	}
+	if r.inflight > 0 && pendLen(&r.pend) < settleMax && now.Sub(r.pendSince) < settleEvery {
+		return
+	}
 	r.flushing = true
 	r.flushCh <- r.take()
+}
+
+// flushAt is when maybeFlush will write the pending outcomes while deliveries are in
+// flight (ok false: nothing to wait for).
+func (r *run) flushAt() (time.Time, bool) {
+	if r.flushing || pendLen(&r.pend) == 0 || r.inflight == 0 {
+		return time.Time{}, false
+	}
+	at := r.pendSince.Add(settleEvery)
+	if r.flushRetryAt.After(at) {
+		at = r.flushRetryAt
+	}
+	return at, true
 }
 
 func (r *run) flushed(fr flushResult) {

@@ -65,11 +65,15 @@ func (e Event) OrderKey() string {
 
 // CloudEvent is the structured-mode envelope.
 type CloudEvent struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject,omitempty"`
+	SpecVersion string `json:"specversion"`
+	ID          string `json:"id"`
+	Source      string `json:"source"`
+	Type        string `json:"type"`
+	Subject     string `json:"subject,omitempty"`
+	// Account is the CloudEvents extension attribute of the Plugchoice account the event
+	// came from, with several accounts (WithAccount); absent for the one account of
+	// API_TOKEN.
+	Account         string          `json:"account,omitempty"`
 	Time            string          `json:"time"`
 	DataContentType string          `json:"datacontenttype"`
 	Data            json.RawMessage `json:"data"`

@@ -30,28 +30,20 @@ type Metrics struct {
 	FilterErrors       *prometheus.CounterVec   // sink: `when` failed on an event
 	OrphanedEvents     *prometheus.GaugeVec     // sink: stored, no longer configured
 	SinkUp             *prometheus.GaugeVec     // sink (1 breaker closed, 0 open: the sink is down)
+
+	// acct holds the vectors behind the account-labelled fields above (Polls,
+	// APIRequests, APIRequestDuration, APIRateRemaining, ExportsTracked, LastPollSuccess,
+	// PollDuration, APIRetryAfterUntil): those fields are this Metrics' account's
+	// children (ForAccount).
+	acct *accountVecs
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
 // collectors, on reg. A nil reg creates unregistered collectors.
 func New(reg prometheus.Registerer) *Metrics {
+	pa := newAccountVecs()
 	m := &Metrics{
-		Polls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "exportbridge_polls_total", Help: "Poll cycles by outcome (ok, error).",
-		}, []string{"outcome"}),
-		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "exportbridge_api_requests_total", Help: "Plugchoice API requests by status code class (2xx, 4xx, 429, 5xx, error).",
-		}, []string{"code"}),
-		APIRequestDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "exportbridge_api_request_duration_seconds", Help: "Duration of one Plugchoice API request.",
-			Buckets: prometheus.DefBuckets,
-		}),
-		APIRateRemaining: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "exportbridge_api_ratelimit_remaining", Help: "Last X-RateLimit-Remaining seen from the API.",
-		}),
-		ExportsTracked: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "exportbridge_exports_tracked", Help: "Exports in the snapshot.",
-		}),
+		acct: pa,
 		EventsDetected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "exportbridge_events_detected_total", Help: "Events detected, by short event type.",
 		}, []string{"type"}),
@@ -68,20 +60,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeadLetterDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_dead_letter_depth", Help: "Events in the dead-letter queue, by sink.",
 		}, []string{"sink"}),
-		LastPollSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "exportbridge_last_successful_poll_timestamp_seconds", Help: "Unix time of the last successful poll.",
-		}),
-		PollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "exportbridge_poll_duration_seconds", Help: "Duration of one poll cycle.",
-			Buckets: prometheus.DefBuckets,
-		}),
 		SinkConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_sink_connected", Help: "1 when the sink's connection is up (NATS), else 0.",
 		}, []string{"sink"}),
-		APIRetryAfterUntil: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "exportbridge_api_retry_after_until_timestamp_seconds",
-			Help: "Unix time until which the API's last Retry-After (429 or 503) holds every request of the token; in the past when requests may go.",
-		}),
 		SinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exportbridge_sink_up", Help: "0 while the sink's breaker is open (failed attempts in a row; one probe at a time), else 1.",
 		}, []string{"sink"}),
@@ -92,12 +73,13 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.OrphanedEvents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "exportbridge_orphaned_events", Help: "Queued events and dead letters of a stored sink that is no longer configured, by sink.",
 	}, []string{"sink"})
+	m.setAccount(DefaultAccount)
 	if reg != nil {
-		reg.MustRegister(m.APIRetryAfterUntil)
+		reg.MustRegister(pa.retryAfterUntil)
 		reg.MustRegister(m.FilterErrors, m.OrphanedEvents)
-		reg.MustRegister(m.Polls, m.APIRequests, m.APIRequestDuration, m.APIRateRemaining,
-			m.ExportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
-			m.DeadLetterDepth, m.LastPollSuccess, m.PollDuration, m.SinkConnected, m.SinkUp,
+		reg.MustRegister(pa.polls, pa.apiRequests, pa.apiRequestDuration, pa.apiRateRemaining,
+			pa.exportsTracked, m.EventsDetected, m.Deliveries, m.DeliveryLatency, m.OutboxDepth,
+			m.DeadLetterDepth, pa.lastPollSuccess, pa.pollDuration, m.SinkConnected, m.SinkUp,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m

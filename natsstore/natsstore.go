@@ -334,3 +334,16 @@ func attKey(sink string, seq uint64) string { return fmt.Sprintf("att.%s.%d", es
 func notFound(format string, a ...any) error {
 	return fmt.Errorf(format+": %w", append(a, store.ErrNotFound)...)
 }
+
+// ForAccount returns a view of s that reads and writes the snapshot, poll facts and
+// "initialized" flag of account (acct.<account>.*); the outbox, dead letters and sink
+// metadata are shared by every account, as is s's fence (set one with Fenced).
+func (s *Store) ForAccount(account string) *Store {
+	v := *s
+	if account == "" {
+		account = DefaultAccount
+	}
+	v.o.Account = account
+	v.acct = esc(account)
+	return &v
+}

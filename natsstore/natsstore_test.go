@@ -154,3 +154,24 @@ func TestAccountsHaveTheirOwnSnapshot(t *testing.T) {
 		t.Errorf("own snapshot = %v (initialized %v), want 2 exports", snap, init)
 	}
 }
+
+// ForAccount views one connection's store as another account: its own snapshot, the
+// shared outbox.
+func TestForAccountIsAnotherAccountsSnapshot(t *testing.T) {
+	url := startServer(t).ClientURL()
+	s := openNATS(t, url, natsstore.Options{})
+	acme, globex := s.ForAccount("acme"), s.ForAccount("globex")
+	must(t, acme.CommitCycle(cycle(routed(ev("e1", "u1"), "webhook"))))
+	if snap, init, err := globex.LoadSnapshot(); err != nil || init || len(snap) != 0 {
+		t.Errorf("globex's snapshot = %v (initialized %v, %v), want empty", snap, init, err)
+	}
+	if snap, init, _ := s.LoadSnapshot(); init || len(snap) != 0 {
+		t.Errorf("default's snapshot = %v (initialized %v), want empty", snap, init)
+	}
+	if snap, init, _ := openNATS(t, url, natsstore.Options{Account: "acme"}).LoadSnapshot(); !init || len(snap) != 2 {
+		t.Errorf("acme's snapshot from another connection = %v (initialized %v), want 2 exports", snap, init)
+	}
+	if q, _, _ := globex.Depths("webhook"); q != 1 {
+		t.Errorf("the outbox seen from globex holds %d events, want acme's 1 (one outbox for all accounts)", q)
+	}
+}

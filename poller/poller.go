@@ -52,8 +52,12 @@ type Options struct {
 	Store  Store
 	// Query holds the user's pass-through filters (types, subject); the poller adds the
 	// status filter for in-flight queries.
-	Query            plugchoice.Query
-	Source           string // CloudEvents source: API base URL + "/exports"
+	Query  plugchoice.Query
+	Source string // CloudEvents source: API base URL + "/exports"
+	// Account, when set, stamps every event with the CloudEvents attribute account (and
+	// moves its id into the account: event.WithAccount). Empty for the one account of
+	// API_TOKEN, whose events stay as a single-account bridge's.
+	Account          string
 	Interval         time.Duration
 	ActiveInterval   time.Duration // while any export is in flight (POLL_INTERVAL_ACTIVE); 0 or more than Interval: Interval
 	FullSyncInterval time.Duration
@@ -68,6 +72,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Now     func() time.Time
+	// ProgressEvery is how often a full listing logs its progress line and calls
+	// OnProgress (default DefaultProgressEvery); OnProgress, when set, also hears the
+	// end of a listing that reported (Done).
+	ProgressEvery time.Duration
+	OnProgress    func(Progress)
 	// Wait blocks for d or until ctx is done (false then) between Run's cycles; nil: a
 	// timer. Tests pass their own to see the waits without waiting them.
 	Wait func(ctx context.Context, d time.Duration) bool
@@ -106,6 +115,9 @@ func New(o Options) (*Poller, error) {
 	}
 	if o.Wait == nil {
 		o.Wait = sleep
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = DefaultProgressEvery
 	}
 	if o.FullSyncInterval < o.Interval {
 		o.FullSyncInterval = o.Interval
@@ -309,6 +321,16 @@ func (p *Poller) commit(res diff.Result, rep *Report, fullAt time.Time) error {
 		}
 		events = append(events, ev)
 	}
+	if p.o.Account != "" {
+		stamped := make([]event.Event, len(events))
+		for i, ev := range events {
+			var err error
+			if stamped[i], err = event.WithAccount(ev, p.o.Account); err != nil {
+				return err
+			}
+		}
+		events = stamped
+	}
 	routed := make([]store.Routed, 0, len(events))
 	for _, ev := range events {
 		routed = append(routed, store.Routed{Event: ev, Sinks: p.o.Route(ev)})
@@ -364,9 +386,12 @@ func (p *Poller) firstListing(ctx context.Context, rep *Report, start time.Time)
 	baseline := !p.o.EmitExisting
 	present := make(map[string]struct{}, 1024)
 	var res diff.Result
+	prog := p.startProgress("baseline")
+	defer prog.end()
 	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
 		fresh := unseen(present, exports)
 		rep.Exports += len(fresh)
+		prog.page(len(fresh))
 		r, err := diff.Compute(diff.Input{Prev: p.snap, Current: fresh, Baseline: baseline, Source: p.o.Source, ObservedAt: p.o.Now()})
 		if err != nil {
 			return fmt.Errorf("diff: %w", err)
@@ -390,9 +415,12 @@ func (p *Poller) firstListing(ctx context.Context, rep *Report, start time.Time)
 func (p *Poller) fullListing(ctx context.Context, rep *Report, start time.Time) error {
 	present := make(map[string]struct{}, len(p.snap)+64)
 	lastCheap := p.o.Now()
+	prog := p.startProgress("full listing")
+	defer prog.end()
 	_, err := p.o.Client.Each(ctx, p.o.Query, func(_ int, exports []plugchoice.Export) error {
 		fresh := unseen(present, exports)
 		rep.Exports += len(fresh)
+		prog.page(len(fresh))
 		if err := p.observe(fresh, rep, false); err != nil {
 			return err
 		}
@@ -508,5 +536,9 @@ func (p *Poller) bridgeEvent(typ string, d *event.BridgeData, at time.Time) (eve
 	if d != nil {
 		data.ErrorKind, data.Message = d.ErrorKind, d.Message
 	}
-	return event.NewBridge(p.o.Source, typ, data, p.failingSince, at)
+	ev, err := event.NewBridge(p.o.Source, typ, data, p.failingSince, at)
+	if err != nil || typ == event.TypePollRecovered {
+		return ev, err // commit stamps poll_recovered with the cycle's other events
+	}
+	return event.WithAccount(ev, p.o.Account)
 }

@@ -485,3 +485,57 @@ func TestFullListingInterleavesCheapCycles(t *testing.T) {
 		t.Fatalf("tracked %d, want 307", f.p.Tracked())
 	}
 }
+
+// With Options.Account, every event (bridge events too) carries the account attribute
+// and an id of that account; without it, events are those of a single-account bridge.
+func TestAccountStampsEveryEvent(t *testing.T) {
+	f := newFixture(t, 3, func(o *poller.Options) { o.Account = "acme" })
+	uuids := f.sim.AddN(1, plugchoice.StatusProcessing)
+	f.cycle()
+	f.sim.SetStatus(uuids[0], plugchoice.StatusReady)
+	f.cycle()
+	recs, err := f.st.Pending(sink, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("%d events queued, want 1", len(recs))
+	}
+	ev := recs[0].Event
+	if got := event.AccountOf(ev.Body); got != "acme" {
+		t.Errorf("account attribute %q, want acme: %s", got, ev.Body)
+	}
+	ce, err := event.Decode(ev.Body)
+	if err != nil || ce.ID != ev.ID || ce.Account != "acme" {
+		t.Errorf("CloudEvent id %q account %q, event id %q (%v)", ce.ID, ce.Account, ev.ID, err)
+	}
+	// The same export seen by a single-account bridge: the plain id, which acme's is
+	// derived from.
+	st2, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	o := f.opts
+	o.Store, o.Account, o.EmitExisting = st2, "", true
+	p2, err := poller.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p2.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs2, _ := st2.Pending(sink, 0, 100)
+	found := false
+	for _, r := range recs2 {
+		if r.Event.Subject == uuids[0] {
+			found = true
+			if event.AccountOf(r.Event.Body) != "default" || r.Event.ID == ev.ID || event.AccountID("acme", r.Event.ID) != ev.ID {
+				t.Errorf("single-account event id %s body %s; acme's id %s", r.Event.ID, r.Event.Body, ev.ID)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("the single-account poller queued no event for %s", uuids[0])
+	}
+}

@@ -98,9 +98,9 @@ func TestHandlerEndpoints(t *testing.T) {
 		t.Fatalf("/metrics = %d", code)
 	}
 	for _, want := range []string{
-		`exportbridge_polls_total{outcome="ok"} 2`,
+		`exportbridge_polls_total{account="default",outcome="ok"} 2`,
 		`exportbridge_deliveries_total{outcome="delivered",sink="webhook-1"} 1`,
-		`exportbridge_last_successful_poll_timestamp_seconds 1.7e+09`,
+		`exportbridge_last_successful_poll_timestamp_seconds{account="default"} 1.7e+09`,
 		`exportbridge_outbox_depth{sink="slack"} 4`,
 		`go_goroutines`,
 	} {

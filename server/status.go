@@ -61,6 +61,9 @@ type Status struct {
 	Store     StatusStore
 	Sinks     SinkDirectory // nil: no sink cards but for sinks the store knows
 	Polls     *PollRecorder // nil: no poll table or chart
+	// Progress returns the progress line of each full listing in progress (the log's
+	// line); nil: none shown.
+	Progress func() []string
 	// Secrets are scrubbed from everything the page shows (the settings' secrets).
 	Secrets []string
 	// Refresh is how often the page reloads itself (default 10s).
@@ -329,6 +332,7 @@ type pageData struct {
 	Problems   []string
 	Bridge     bridgeView
 	Polls      []Poll
+	Progress   []string
 	Chart      *chart
 	InFlight   []inFlightView
 	InFlightN  int
@@ -459,6 +463,11 @@ func (p *statusPage) fill(d *pageData, now time.Time) {
 		d.Bridge.Exports = stats.Exports
 		if !stats.LastPoll.At.IsZero() {
 			d.Bridge.LastPoll = ago(stats.LastPoll.At, now)
+		}
+	}
+	if st.Progress != nil {
+		for _, l := range st.Progress() {
+			d.Progress = append(d.Progress, p.clean(l))
 		}
 	}
 	if st.Polls != nil {

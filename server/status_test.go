@@ -278,3 +278,27 @@ func TestStatusSinkCardsSayUpOrDown(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusPageShowsTheListingInProgress: while a full listing runs, the Polling
+// section shows the same progress line as the log; without one, no line.
+func TestStatusPageShowsTheListingInProgress(t *testing.T) {
+	const line = "baseline: 120 pages, 12000 exports read in 3m0s, 40 requests/min, rate limit 12 left"
+	for _, tt := range []struct {
+		name  string
+		lines []string
+	}{
+		{"in progress", []string{line}},
+		{"none", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := statusOptions(statusStore(t))
+			o.Status.Progress = func() []string { return tt.lines }
+			html := do(server.AdminHandler(o), http.MethodGet, "/", loopback, nil).Body.String()
+			_, polling, _ := strings.Cut(html, `id="polling"`)
+			polling, _, _ = strings.Cut(polling, "</section>")
+			if got := strings.Contains(polling, `<p class="progress">`+line+`</p>`); got != (tt.lines != nil) {
+				t.Errorf("progress line shown: %v, want %v; the Polling section:\n%s", got, tt.lines != nil, polling)
+			}
+		})
+	}
+}

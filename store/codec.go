@@ -198,11 +198,24 @@ func decodeRecord(sink string, seq uint64, v []byte) (Record, error) {
 	}
 	rd := reader{b: v[1:]}
 	rec := Record{Seq: seq, Sink: sink}
-	rec.Event.ID = rd.string()
-	rec.Event.Type = rd.string()
-	rec.Event.Subject = rd.string()
-	rec.Event.Status = rd.string()
-	rec.Event.ExportType = rd.string()
+	// The five leading strings are copied in one allocation and cut from it (a
+	// dispatcher reads thousands of records at a time).
+	head := rd.b
+	var ends [5][2]int
+	for i := range ends {
+		p := rd.bytes()
+		end := len(head) - len(rd.b)
+		ends[i] = [2]int{end - len(p), end}
+	}
+	if rd.err != nil {
+		return Record{}, fmt.Errorf("record %s/%d: %w", sink, seq, rd.err)
+	}
+	hs := string(head[:ends[4][1]])
+	rec.Event.ID = hs[ends[0][0]:ends[0][1]]
+	rec.Event.Type = hs[ends[1][0]:ends[1][1]]
+	rec.Event.Subject = hs[ends[2][0]:ends[2][1]]
+	rec.Event.Status = hs[ends[3][0]:ends[3][1]]
+	rec.Event.ExportType = hs[ends[4][0]:ends[4][1]]
 	rec.Event.DetectedAt = rd.time()
 	if body := rd.bytes(); body != nil {
 		rec.Event.Body = append([]byte(nil), body...)

@@ -462,6 +462,14 @@ func (s *Store) Pending(sink string, afterSeq uint64, limit int) ([]Record, erro
 			return nil
 		}
 		c := b.Cursor()
+		// Count first, then decode into a slice of that size: a dispatcher reads
+		// thousands of records at a time, and growing the slice would copy them over and
+		// over.
+		n := 0
+		for k, _ := c.Seek(seqKey(afterSeq + 1)); k != nil && (limit <= 0 || n < limit); k, _ = c.Next() {
+			n++
+		}
+		out = make([]Record, 0, n)
 		for k, v := c.Seek(seqKey(afterSeq + 1)); k != nil; k, v = c.Next() {
 			if limit > 0 && len(out) >= limit {
 				break

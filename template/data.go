@@ -63,31 +63,50 @@ type wire struct {
 	Data        map[string]any `json:"data"`
 }
 
-// decodeWire reads the envelope and its data in one pass (decodeJSON).
-func decodeWire(body []byte) (*wire, error) {
-	v, err := decodeJSON(body)
-	if err != nil {
+// envelopeNames are the attributes decodeWire reads, in the order it checks them.
+var envelopeNames = [...]string{"specversion", "id", "source", "type", "subject", "time", "account", "data"}
+
+// decodeWire reads the envelope and its data in one pass (decodeJSON), in Slack mode
+// with every string escaped for Slack. The envelope itself is not made a map: its
+// attributes are picked as they are read.
+func decodeWire(body []byte, mode Mode) (*wire, error) {
+	var env [len(envelopeNames)]any
+	d := jsonDecoder{b: body, src: string(body), slack: mode == Slack}
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == '{' {
+		if err := d.members(func(k string, v any) {
+			for i, n := range envelopeNames {
+				if n == k {
+					env[i] = v
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+	} else if _, err := d.value(0); err != nil {
 		return nil, err
-	}
-	env, ok := v.(map[string]any)
-	if !ok {
+	} else {
+		d.space()
+		if d.i != len(d.b) {
+			return nil, d.errorf("invalid character %q after top-level value", d.b[d.i])
+		}
 		return nil, fmt.Errorf("the CloudEvent is not a JSON object")
 	}
+	d.space()
+	if d.i != len(d.b) {
+		return nil, d.errorf("invalid character %q after top-level value", d.b[d.i])
+	}
 	w := &wire{}
-	for _, f := range []struct {
-		name string
-		to   *string
-	}{{"specversion", &w.SpecVersion}, {"id", &w.ID}, {"source", &w.Source}, {"type", &w.Type},
-		{"subject", &w.Subject}, {"time", &w.Time}, {"account", &w.Account}} {
-		switch x := env[f.name].(type) {
+	for i, to := range [...]*string{&w.SpecVersion, &w.ID, &w.Source, &w.Type, &w.Subject, &w.Time, &w.Account} {
+		switch x := env[i].(type) {
 		case string:
-			*f.to = x
+			*to = x
 		case nil:
 		default:
-			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", f.name, x)
+			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", envelopeNames[i], x)
 		}
 	}
-	switch x := env["data"].(type) {
+	switch x := env[len(env)-1].(type) {
 	case map[string]any:
 		w.Data = x
 	case nil:
@@ -115,14 +134,17 @@ func (w *wire) headers() [][2]string {
 // NewData decodes the event's CloudEvent body into the data model of the SPEC:
 //
 //	.Event   id, type (com.plugchoice.export.ready), short_type (export.ready), status,
-//	         previous_status, time, observed_at
+//	         previous_status, time, observed_at, account (the `account` attribute;
+//	         "default" for the one account of API_TOKEN)
 //	.Export  the export object exactly as the API returned it, unknown fields included
 //	         (empty for bridge.* events)
 //	.Bridge  for bridge.* events: their data, plus kind, message, count and since
 //	.Sink    name
 //	.Vars    the sink's own values (SetVars), empty until set
 func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
-	w, err := decodeWire(e.Body)
+	// In Slack mode every string of the CloudEvent is escaped as it is decoded: the
+	// export's values and keys, the bridge's own words, the envelope's attributes.
+	w, err := decodeWire(e.Body, mode)
 	if err != nil {
 		return nil, fmt.Errorf("template data of event %s: decode the CloudEvent: %w", e.ID, err)
 	}
@@ -138,6 +160,10 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 		"status":      status,
 		"time":        w.Time,
 		"observed_at": w.Data["observed_at"],
+		"account":     event.DefaultAccount,
+	}
+	if w.Account != "" {
+		ev["account"] = w.Account
 	}
 	if p, ok := w.Data["previous_status"]; ok && p != nil {
 		ev["previous_status"] = p
@@ -152,6 +178,11 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 	if bridge == nil {
 		bridge = map[string]any{}
 	}
+	if mode == Slack {
+		// The sink name is escaped too: simpler to reason about than a list of which
+		// values came from the API.
+		sink = SlackEscape(sink)
+	}
 	root := map[string]any{
 		"Event":  ev,
 		"Export": exp,
@@ -159,12 +190,11 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 		"Sink":   map[string]any{"name": sink},
 		"Vars":   map[string]any{},
 	}
-	if mode == Slack {
-		// The sink name and the bridge's own words are escaped too: simpler to reason
-		// about than a list of which values came from the API.
-		escapeInPlace(root)
+	d := &Data{mode: mode, root: root}
+	if mode == Plain {
+		d.ce = w.headers() // only payloads (plain) send them
 	}
-	return &Data{mode: mode, root: root, ce: w.headers()}, nil
+	return d, nil
 }
 
 // bridgeOf is the data of a bridge.* event with the four names the SPEC gives every
@@ -202,33 +232,4 @@ func SlackEscape(s string) string {
 		return s
 	}
 	return slackEscaper.Replace(s)
-}
-
-// escapeInPlace escapes every string (and every object key) of v for Slack. v is data
-// NewData decoded itself, so it is changed in place.
-func escapeInPlace(v any) any {
-	switch x := v.(type) {
-	case string:
-		return SlackEscape(x)
-	case map[string]any:
-		var renamed []string
-		for k, val := range x {
-			x[k] = escapeInPlace(val)
-			if strings.ContainsAny(k, "&<>") {
-				renamed = append(renamed, k)
-			}
-		}
-		for _, k := range renamed {
-			val := x[k]
-			delete(x, k)
-			x[SlackEscape(k)] = val
-		}
-		return x
-	case []any:
-		for i, val := range x {
-			x[i] = escapeInPlace(val)
-		}
-		return x
-	}
-	return v
 }

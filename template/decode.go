@@ -13,8 +13,14 @@ import (
 // allocation per value, which is most of the cost of rendering a template for an event
 // (encoding/json scans twice and allocates more); FuzzDecodeJSON holds it equal to
 // encoding/json, for valid and invalid input alike.
-func decodeJSON(b []byte) (any, error) {
-	d := jsonDecoder{b: b}
+func decodeJSON(b []byte) (any, error) { return decodeJSONMode(b, false) }
+
+// decodeJSONMode is decodeJSON; with slack set, every string and object key is escaped
+// for Slack (SlackEscape) as it is read, which is what a walk escaping the decoded value
+// would give (escaping is injective, so no two keys become one), without the walk.
+// Strings without escapes are cut from one copy of b: one allocation for all of them.
+func decodeJSONMode(b []byte, slack bool) (any, error) {
+	d := jsonDecoder{b: b, src: string(b), slack: slack}
 	d.space()
 	v, err := d.value(0)
 	if err != nil {
@@ -28,8 +34,10 @@ func decodeJSON(b []byte) (any, error) {
 }
 
 type jsonDecoder struct {
-	b []byte
-	i int
+	b     []byte
+	src   string // string(b): strings without escapes are substrings of it
+	i     int
+	slack bool // escape strings and keys for Slack
 }
 
 const maxDepth = 10000 // encoding/json's limit
@@ -97,51 +105,62 @@ func (d *jsonDecoder) literal(lit string) error {
 }
 
 func (d *jsonDecoder) object(depth int) (any, error) {
-	d.i++ // {
 	m := make(map[string]any)
+	if err := d.membersDepth(depth, func(k string, v any) { m[k] = v }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// members reads the object at d.i (its '{' included), handing each member to put in
+// order (a repeated key is handed again: the last one wins, as in a map).
+func (d *jsonDecoder) members(put func(k string, v any)) error { return d.membersDepth(0, put) }
+
+func (d *jsonDecoder) membersDepth(depth int, put func(k string, v any)) error {
+	d.i++ // {
 	d.space()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
-		return m, nil
+		return nil
 	}
 	for {
 		d.space()
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return errEnd
 		}
 		if d.b[d.i] != '"' {
-			return nil, d.errorf("invalid character %q looking for beginning of object key string", d.b[d.i])
+			return d.errorf("invalid character %q looking for beginning of object key string", d.b[d.i])
 		}
 		k, err := d.key()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.space()
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return errEnd
 		}
 		if d.b[d.i] != ':' {
-			return nil, d.errorf("invalid character %q after object key", d.b[d.i])
+			return d.errorf("invalid character %q after object key", d.b[d.i])
 		}
 		d.i++
 		d.space()
 		v, err := d.value(depth + 1)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		m[k] = v
+		put(k, v)
 		d.space()
 		if d.i >= len(d.b) {
-			return nil, errEnd
+			return errEnd
 		}
 		switch d.b[d.i] {
 		case ',':
 			d.i++
 		case '}':
 			d.i++
-			return m, nil
+			return nil
 		default:
-			return nil, d.errorf("invalid character %q after object key:value pair", d.b[d.i])
+			return d.errorf("invalid character %q after object key:value pair", d.b[d.i])
 		}
 	}
 }
@@ -222,62 +241,57 @@ func (d *jsonDecoder) number() (any, error) {
 			return nil, d.errorf("invalid character %q in exponent of numeric literal", d.b[d.i])
 		}
 	}
-	return json.Number(d.b[start:d.i]), nil
+	return json.Number(d.src[start:d.i]), nil
 }
 
-// knownKeys are the keys of every event: given as constants, they cost no allocation.
-var knownKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
-		"previous_status", "status", "observed_at", "export", "uuid", "filename", "file_size", "row_count",
-		"error_message", "requested_at", "completed_at", "failed_at", "download_url", "label",
-		"error_kind", "message", "consecutive_failures", "since", "sink", "kind", "destination", "last_error", "queued", "account"} {
-		m[k] = k
-	}
-	return m
-}()
-
-// key reads an object key: a known one without allocating.
-func (d *jsonDecoder) key() (string, error) {
-	start := d.i + 1
-	for j := start; j < len(d.b) && j-start <= 24; j++ {
-		if c := d.b[j]; c == '"' {
-			if k, ok := knownKeys[string(d.b[start:j])]; ok { // no allocation for the lookup
-				d.i = j + 1
-				return k, nil
-			}
-			break
-		} else if c == '\\' || c < 0x20 {
-			break
-		}
-	}
-	return d.str()
-}
+// key reads an object key.
+func (d *jsonDecoder) key() (string, error) { return d.str() }
 
 // str reads a string; invalid UTF-8 and lone surrogates become U+FFFD, as encoding/json
 // does.
 func (d *jsonDecoder) str() (string, error) {
 	d.i++ // "
 	start := d.i
-	// Fast path: no escapes, valid UTF-8.
-	for d.i < len(d.b) {
-		c := d.b[d.i]
+	special := false // & < > seen (Slack mode escapes them)
+	ascii := true    // no byte >= 0x80 seen: valid UTF-8 without a check
+	// Fast path: no escapes, valid UTF-8. The loop works on locals (registers).
+	b, i := d.b, d.i
+	for i < len(b) {
+		c := b[i]
 		if c == '"' {
-			s := d.b[start:d.i]
-			d.i++
-			if utf8.Valid(s) {
-				return string(s), nil
+			raw := b[start:i]
+			d.i = i + 1
+			var out string
+			if ascii || utf8.Valid(raw) {
+				out = d.src[start:i]
+			} else {
+				out = fixUTF8(raw)
 			}
-			return fixUTF8(s), nil
+			if special && d.slack {
+				out = SlackEscape(out)
+			}
+			return out, nil
 		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
+		switch {
+		case c == '\\':
+		case c < 0x20:
+			d.i = i
 			return "", d.errorf("invalid character %q in string literal", c)
+		case c >= 0x80:
+			ascii = false
+			i++
+			continue
+		case c == '&' || c == '<' || c == '>':
+			special = true
+			i++
+			continue
+		default:
+			i++
+			continue
 		}
-		d.i++
+		break // backslash: the slow path
 	}
+	d.i = i
 	if d.i >= len(d.b) {
 		return "", errEnd
 	}
@@ -288,10 +302,16 @@ func (d *jsonDecoder) str() (string, error) {
 		switch {
 		case c == '"':
 			d.i++
+			var str string
 			if utf8.Valid(out) {
-				return string(out), nil
+				str = string(out)
+			} else {
+				str = fixUTF8(out)
 			}
-			return fixUTF8(out), nil
+			if d.slack {
+				str = SlackEscape(str)
+			}
+			return str, nil
 		case c < 0x20:
 			return "", d.errorf("invalid character %q in string literal", c)
 		case c != '\\':

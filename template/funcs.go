@@ -128,6 +128,9 @@ func show(v any) any {
 }
 
 func toJSON(v any) (string, error) {
+	if b, ok := appendJSON(make([]byte, 0, 512), v); ok {
+		return string(b), nil
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

@@ -141,7 +141,7 @@ func (e *Error) Detail() string {
 // datacontenttype is the Content-Type of the payload instead. Values are
 // percent-encoded where the bindings require it.
 func CEHeaders(e event.Event) ([][2]string, error) {
-	w, err := decodeWire(e.Body)
+	w, err := decodeWire(e.Body, Plain)
 	if err != nil {
 		return nil, fmt.Errorf("cloudevent headers of event %s: %w", e.ID, err)
 	}

@@ -9,6 +9,7 @@
 //	benchbridge latency    [-changes 100] [-interval 1s] [-active 0]
 //	benchbridge throughput [-events 10000] [-runs 3] [-sinks stdout,webhook,nats,jetstream]
 //	benchbridge resources  -bin ./exportbridge [-exports 100000] [-interval 5s] [-window 60s] [-restarts 3]
+//	benchbridge accounts   -bin ./exportbridge [-accounts 10] [-exports 10000] [-replicas 2] [-interval 5s] [-window 30s]
 //	benchbridge budget     [-exports 10000]
 package main
 
@@ -37,7 +38,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("missing mode (expected one of: requests, latency, throughput, resources, budget)")
+		return errors.New("missing mode (expected one of: requests, latency, throughput, resources, stores, accounts, budget)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,6 +98,28 @@ func run(args []string) error {
 			return errors.New("resources: -bin is required (path to a built exportbridge binary)")
 		}
 		return benchResources(ctx, os.Stdout, *bin, *exports, *interval, *window, *restarts)
+	case "stores":
+		events := fs.Int("events", 5000, "transitions in each burst")
+		changes := fs.Int("changes", 50, "single changes timed per run")
+		runs := fs.Int("runs", 5, "runs per store, alternated")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		return benchStores(ctx, os.Stdout, *events, *changes, *runs)
+	case "accounts":
+		bin := fs.String("bin", "", "path to a built exportbridge binary (go build -o ... ./cmd/exportbridge)")
+		accounts := fs.Int("accounts", 10, "simulated Plugchoice accounts in the config file")
+		exports := fs.Int("exports", 10_000, "exports per account")
+		replicas := fs.Int("replicas", 2, "exportbridge replicas (STORE=nats)")
+		interval := fs.Duration("interval", 5*time.Second, "POLL_INTERVAL")
+		window := fs.Duration("window", 30*time.Second, "RSS sampling window, after every baseline")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if *bin == "" {
+			return errors.New("accounts: -bin is required (path to a built exportbridge binary)")
+		}
+		return benchAccounts(ctx, os.Stdout, *bin, *accounts, *exports, *replicas, *interval, *window)
 	case "budget":
 		exports := fs.Int("exports", 10_000, "exports listed")
 		if err := fs.Parse(rest); err != nil {
@@ -104,7 +127,7 @@ func run(args []string) error {
 		}
 		return benchBudget(ctx, os.Stdout, *exports)
 	default:
-		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources, budget)", mode)
+		return fmt.Errorf("unknown mode %q (expected one of: requests, latency, throughput, resources, stores, accounts, budget)", mode)
 	}
 }
 

@@ -45,6 +45,7 @@ func TestModesSmall(t *testing.T) {
 		{"throughput", []string{"throughput", "-events", "60", "-runs", "1"}},
 		{"latency", []string{"latency", "-changes", "3", "-interval", "200ms"}},
 		{"latency active", []string{"latency", "-changes", "3", "-interval", "1m", "-active", "200ms"}},
+		{"stores", []string{"stores", "-events", "60", "-changes", "3", "-runs", "1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := run(tc.args); err != nil {

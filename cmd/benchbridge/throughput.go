@@ -11,8 +11,10 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,7 +27,32 @@ import (
 	"github.com/exportbridge/exportbridge/sinks/stdout"
 	"github.com/exportbridge/exportbridge/sinks/webhook"
 	"github.com/exportbridge/exportbridge/store"
+	"github.com/exportbridge/exportbridge/template"
 )
+
+// teamsRecipe is the Teams recipe the webhook-teams sink renders per event (its body
+// template); benchbridge runs from the repository root.
+const teamsRecipe = "deploy/templates/teams.yaml"
+
+// teamsPayload compiles the body of the Teams recipe, as the webhook sink of that
+// recipe does.
+func teamsPayload() (*template.Payload, error) {
+	raw, err := os.ReadFile(teamsRecipe)
+	if err != nil {
+		return nil, fmt.Errorf("webhook-teams: %w (run benchbridge from the repository root)", err)
+	}
+	var r struct {
+		Sinks []struct {
+			Webhook struct {
+				Body any `yaml:"body"`
+			} `yaml:"webhook"`
+		} `yaml:"sinks"`
+	}
+	if err := yaml.Unmarshal(raw, &r); err != nil || len(r.Sinks) != 1 || r.Sinks[0].Webhook.Body == nil {
+		return nil, fmt.Errorf("webhook-teams: %s holds no webhook body (%v)", teamsRecipe, err)
+	}
+	return template.NewPayload("webhook-teams", template.PayloadConfig{Body: r.Sinks[0].Webhook.Body})
+}
 
 // target is one sink under test plus its plain-client ceiling.
 type target struct {
@@ -42,12 +69,20 @@ type target struct {
 // sink by the real dispatcher, next to a plain-client loop over the same bodies.
 func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []string) error {
 	fmt.Fprintf(w, "# throughput: burst of %d transitions in one cycle, %d runs per sink (events/s)\n", n, runs)
-	fmt.Fprintf(w, "%-10s %12s %12s %12s %8s %14s %12s\n", "sink", "sink-med", "ceiling-med", "raw-med", "ratio", "cycle-med", "cycle-reqs")
+	fmt.Fprintf(w, "# the sinks take turns within each run (run 1 of every sink, then run 2, ...)\n")
+	fmt.Fprintf(w, "%-13s %12s %12s %12s %8s %14s %12s\n", "sink", "sink-med", "ceiling-med", "raw-med", "ratio", "cycle-med", "cycle-reqs")
+	type series struct {
+		sinkR, ceilR, rawR []float64
+		sinkCPU, ceilCPU   []float64
+		cycles             []time.Duration
+		reqs               []int
+	}
+	all := make(map[string]*series, len(names))
 	for _, name := range names {
-		var sinkR, ceilR, rawR []float64
-		var cycles []time.Duration
-		var reqs []int
-		for r := 0; r < runs; r++ {
+		all[name] = &series{}
+	}
+	for r := 0; r < runs; r++ {
+		for _, name := range names {
 			tg, err := newTarget(ctx, name)
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", name, err)
@@ -57,20 +92,40 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 			if err != nil {
 				return fmt.Errorf("sink %s run %d: %w", name, r+1, err)
 			}
-			sinkR, ceilR, cycles, reqs = append(sinkR, res.sink), append(ceilR, res.ceiling), append(cycles, res.cycle), append(reqs, res.requests)
+			sr := all[name]
+			sr.sinkR, sr.ceilR, sr.cycles, sr.reqs = append(sr.sinkR, res.sink), append(sr.ceilR, res.ceiling), append(sr.cycles, res.cycle), append(sr.reqs, res.requests)
 			if res.raw > 0 {
-				rawR = append(rawR, res.raw)
+				sr.rawR = append(sr.rawR, res.raw)
 			}
+			sr.sinkCPU, sr.ceilCPU = append(sr.sinkCPU, res.sinkCPU), append(sr.ceilCPU, res.ceilCPU)
 		}
+	}
+	for _, name := range names {
+		sr := all[name]
 		raw := "-"
-		if len(rawR) > 0 {
-			raw = fmt.Sprintf("%.0f", median(rawR))
+		if len(sr.rawR) > 0 {
+			raw = fmt.Sprintf("%.0f", median(sr.rawR))
 		}
-		fmt.Fprintf(w, "%-10s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, median(sinkR), median(ceilR), raw,
-			median(sinkR)/median(ceilR), ms(medianDur(cycles)), median(reqs))
-		fmt.Fprintf(w, "  runs: sink %v ceiling %v raw %v\n", round(sinkR), round(ceilR), round(rawR))
+		fmt.Fprintf(w, "%-13s %12.0f %12.0f %12s %8.2f %14s %12.0f\n", name, median(sr.sinkR), median(sr.ceilR), raw,
+			median(sr.sinkR)/median(sr.ceilR), ms(medianDur(sr.cycles)), median(sr.reqs))
+		fmt.Fprintf(w, "  runs: sink %v ceiling %v raw %v\n", round(sr.sinkR), round(sr.ceilR), round(sr.rawR))
+		fmt.Fprintf(w, "  cpu µs/event (process, all threads): sink %.1f ceiling %.1f, ceiling/sink %.2f; runs: sink %v ceiling %v\n",
+			median(sr.sinkCPU), median(sr.ceilCPU), median(sr.ceilCPU)/median(sr.sinkCPU), round(sr.sinkCPU), round(sr.ceilCPU))
+	}
+	if t, u := all["webhook-teams"], all["webhook"]; t != nil && u != nil {
+		fmt.Fprintf(w, "webhook-teams / webhook (templated / CloudEvent, sink medians): events/s %.2f, cpu per event %.2f\n",
+			median(t.sinkR)/median(u.sinkR), median(u.sinkCPU)/median(t.sinkCPU))
 	}
 	return nil
+}
+
+// processCPU is the CPU time of this process so far (user + system, all threads).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func round(fs []float64) []int {
@@ -83,8 +138,11 @@ func round(fs []float64) []int {
 
 type burstResult struct {
 	sink, ceiling, raw float64
-	cycle              time.Duration
-	requests           int
+	// sinkCPU and ceilCPU are the process's CPU time per event (µs) while the dispatcher
+	// and the ceiling loop ran: less sensitive than events/s to other work on the machine.
+	sinkCPU, ceilCPU float64
+	cycle            time.Duration
+	requests         int
 }
 
 func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
@@ -123,11 +181,12 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 	}
 
 	// Ceiling first, on the same bodies.
-	t0 := time.Now()
+	t0, c0 := time.Now(), processCPU()
 	if err := tg.ceiling(ctx, recs); err != nil {
 		return res, fmt.Errorf("ceiling: %w", err)
 	}
 	res.ceiling = float64(n) / time.Since(t0).Seconds()
+	res.ceilCPU = float64((processCPU() - c0).Microseconds()) / float64(n)
 	if tg.ceilingRaw != nil {
 		t0 = time.Now()
 		if err := tg.ceilingRaw(ctx, recs); err != nil {
@@ -139,11 +198,12 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 	d = delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: tg.sink, Concurrency: tg.concurrency, Logger: quietLogger()})
 	rctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	t0 = time.Now()
+	t0, c0 = time.Now(), processCPU()
 	go func() { errc <- d.Run(rctx) }()
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	werr := d.WaitIdle(wctx)
 	el := time.Since(t0)
+	res.sinkCPU = float64((processCPU() - c0).Microseconds()) / float64(n)
 	wcancel()
 	cancel()
 	if err := <-errc; err != nil {
@@ -173,7 +233,14 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 				return bw.Flush()
 			},
 		}, nil
-	case "webhook":
+	case "webhook", "webhook-teams":
+		var payload *template.Payload
+		if name == "webhook-teams" {
+			var err error
+			if payload, err = teamsPayload(); err != nil {
+				return nil, err
+			}
+		}
 		var got atomic.Int64
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -181,7 +248,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 			w.WriteHeader(http.StatusNoContent)
 		}))
 		key := []byte("benchbridge-throughput-secret!!!")
-		s, err := webhook.NewSink(webhook.Options{URL: srv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4})
+		s, err := webhook.NewSink(webhook.Options{Name: name, URL: srv.URL + "/hook", Secrets: [][]byte{key}, Concurrency: 4, Payload: payload})
 		if err != nil {
 			srv.Close()
 			return nil, err
@@ -300,7 +367,7 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 		}
 		return tg, nil
 	default:
-		return nil, fmt.Errorf("unknown sink %q (expected stdout, webhook, nats or jetstream)", name)
+		return nil, fmt.Errorf("unknown sink %q (expected stdout, webhook, webhook-teams, nats or jetstream)", name)
 	}
 }
 

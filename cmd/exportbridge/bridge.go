@@ -151,6 +151,8 @@ type bridge struct {
 
 	ha       *ha            // STORE=nats: leases; nil for bolt
 	pollOpts poller.Options // to build a poller per lease taken (STORE=nats)
+	listings listings       // full listings in progress, for the status page
+	accounts []*account     // the config file's accounts: list (STORE=nats); nil without it
 }
 
 // openBridge opens the store and builds everything; it starts nothing.
@@ -187,10 +189,14 @@ func openBridge(ctx context.Context, cfg *config.Config, specs []registry.Spec, 
 		Interval: cfg.PollInterval, ActiveInterval: cfg.PollIntervalActive, FullSyncInterval: cfg.FullSyncInterval,
 		EmitExisting: cfg.EmitExisting, EmitRemoved: cfg.EmitRemoved,
 		FailureThreshold: cfg.PollFailureThreshold, Route: b.route, Notify: b.notify,
-		Health: b.health, Logger: log, Metrics: m,
+		Health: b.health, Logger: log, Metrics: m, OnProgress: b.listings.set,
 	}
 	b.poller, err = poller.New(b.pollOpts)
 	if err != nil {
+		b.close()
+		return nil, err
+	}
+	if err := b.openAccounts(); err != nil {
 		b.close()
 		return nil, err
 	}

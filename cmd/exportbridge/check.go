@@ -63,21 +63,28 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(tw, "settings\tok\tstate dir %s\n", cfg.StateDir)
 
-	client, err := newClient(cfg, log, nil)
-	if err != nil {
-		row("plugchoice api", err, "")
-	} else {
+	for _, a := range cfg.PollAccounts() {
+		name := "plugchoice api"
+		if a.Named {
+			name += " (" + a.Name + ")"
+		}
+		client, err := plugchoice.New(plugchoice.Options{BaseURL: a.APIURL, Token: a.APIToken, Timeout: cfg.HTTPTimeout,
+			UserAgent: userAgent(), Budget: plugchoice.NewBudget(a.APIBudget), Logger: log})
+		if err != nil {
+			row(name, err, "")
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, *timeout)
-		pg, err := client.ListPage(cctx, baseQuery(cfg), 1)
+		pg, err := client.ListPage(cctx, accountQuery(cfg, a), 1)
 		cancel()
 		detail := ""
 		if err == nil {
-			detail = fmt.Sprintf("%s: %d exports on page 1", cfg.APIURL, len(pg.Data))
+			detail = fmt.Sprintf("%s: %d exports on page 1", a.APIURL, len(pg.Data))
 			if limit, rem, ok := client.RateLimit(); ok {
 				detail += fmt.Sprintf(", rate limit %d/min, %d remaining", limit, rem)
 			}
 		}
-		row("plugchoice api", err, detail)
+		row(name, err, detail)
 	}
 
 	built, err := buildSinks(ctx, specs, io.Discard, &memMeta{}, log, metrics.New(nil))

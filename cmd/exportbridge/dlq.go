@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/exportbridge/exportbridge/config"
 	"github.com/exportbridge/exportbridge/server"
@@ -119,16 +118,10 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(s)
 	}
 	fmt.Fprintf(stdout, "store          %s (%d bytes)\n", cfg.StateDir, s.FileBytes)
-	fmt.Fprintf(stdout, "exports        %d tracked (baseline taken: %v)\n", s.Exports, s.Initialized)
-	lp := s.LastPoll
-	switch {
-	case lp.At.IsZero():
-		fmt.Fprintln(stdout, "last poll      never")
-	case lp.OK:
-		fmt.Fprintf(stdout, "last poll      %s ok (%s listing, %d exports, %d events, rate-limit remaining %d)\n",
-			lp.At.Format(time.RFC3339), fullWord(lp.Full), lp.Exports, lp.Events, lp.RateRemaining)
-	default:
-		fmt.Fprintf(stdout, "last poll      %s FAILED: %s\n", lp.At.Format(time.RFC3339), lp.Error)
+	if err := printAccountStates(stdout, a, cfg); err != nil {
+		return fmt.Errorf("state: %w", err)
+	} else if len(cfg.Accounts) == 0 {
+		printPollState(stdout, "", s.Exports, s.Initialized, s.LastPoll)
 	}
 	names := map[string]bool{}
 	for n := range s.Outbox {

@@ -251,6 +251,10 @@ func (b *bridge) runPoller(ctx context.Context) {
 		_ = b.poller.Run(ctx)
 		return
 	}
+	if len(b.accounts) > 0 {
+		b.runAccounts(ctx) // the config file's accounts: spread between the replicas
+		return
+	}
 	key := "poller." + natsstore.Token(natsstore.DefaultAccount)
 	fctx, stopFollow := context.WithCancel(ctx)
 	followed := make(chan struct{})

@@ -85,9 +85,9 @@ func TestDeadEndpointDelaysNoOtherSink(t *testing.T) {
 		return strings.Contains(metrics, `exportbridge_deliveries_total{outcome="retry",sink="webhook-1"}`)
 	})
 	for _, m := range []string{
-		`exportbridge_polls_total{outcome="ok"}`,
-		`exportbridge_api_requests_total{code="2xx"}`,
-		`exportbridge_exports_tracked 8`,
+		`exportbridge_polls_total{account="default",outcome="ok"}`,
+		`exportbridge_api_requests_total{account="default",code="2xx"}`,
+		`exportbridge_exports_tracked{account="default"} 8`,
 		`exportbridge_events_detected_total{type="export.ready"} 8`,
 		`exportbridge_deliveries_total{outcome="delivered",sink="webhook-2"} 8`,
 		`exportbridge_deliveries_total{outcome="retry",sink="webhook-1"}`,

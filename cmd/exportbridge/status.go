@@ -1,8 +1,10 @@
 package main
 
 import (
+	"sync"
 	"time"
 
+	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/sinks/registry"
 )
@@ -27,10 +29,36 @@ func (b *bridge) statusPage() *server.Status {
 	}
 	return &server.Status{
 		Version: version, Started: time.Now(), StoreKind: b.storeKind(), StorePath: b.st.Path(),
-		Accounts: []string{"default (" + b.cfg.APIURL + ")"},
-		Store:    b.st, Sinks: statusSinks{b}, Polls: polls,
+		Accounts: b.statusAccounts(),
+		Store:    b.statusStore(), Sinks: statusSinks{b}, Polls: polls, Progress: b.progressLines,
 		Secrets: append(b.cfg.Secrets(), registry.Secrets(specs)...),
 	}
+}
+
+// listings holds the progress of the full listing in progress, if any (SPEC "Long work
+// shows progress": the status page shows the line the log shows).
+type listings struct {
+	mu  sync.Mutex
+	cur *poller.Progress
+}
+
+func (l *listings) set(g poller.Progress) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if g.Done {
+		l.cur = nil
+		return
+	}
+	l.cur = &g
+}
+
+func (l *listings) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur == nil {
+		return nil
+	}
+	return []string{l.cur.String()}
 }
 
 // statusSinks describes the bridge's sinks for the status page's cards.

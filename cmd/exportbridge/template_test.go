@@ -45,6 +45,13 @@ func recipeConfig(t *testing.T) string {
 	return path
 }
 
+// The recipes' webhook URLs, as their services hand them out: a credential in the query
+// (Teams) or the path (Discord), which template render must not print.
+const (
+	teamsURL   = "https://example.webhook.office.com/workflows/0b5c3b4e7f9a4f3e9a1b2c3d4e5f6a7b/triggers/manual/paths/invoke?api-version=1&sig=T3AMSS1GSECRET"
+	discordURL = "https://discord.com/api/webhooks/123456789012345678/D1SC0RDtokenSECRETabcdefghijklmnop_QRSTUV-wxyz"
+)
+
 const legacyWhsec = "whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdA=="
 
 // parseRequest splits `template render` output: the request line, headers, body.
@@ -73,6 +80,7 @@ func TestTemplateRenderPrintsWhatTheSinkWouldSend(t *testing.T) {
 	env := map[string]string{
 		"EXPORTBRIDGE_STATE_DIR": t.TempDir(), "EXPORTBRIDGE_CONFIG_FILE": recipeConfig(t),
 		"PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY0123456789abcdefabcdef", "LEGACY_WHSEC": legacyWhsec,
+		"TEAMS_WEBHOOK_URL": teamsURL, "DISCORD_WEBHOOK_URL": discordURL,
 	}
 	for _, tc := range []struct{ sink, event, url string }{
 		{"teams", "failed", "https://example.webhook.office.com/workflows/..."},
@@ -104,6 +112,11 @@ func TestTemplateRenderPrintsWhatTheSinkWouldSend(t *testing.T) {
 			}
 			if !bytes.Equal(body, want.Bytes()) {
 				t.Errorf("body\n%s\nwant (golden)\n%s", body, want.Bytes())
+			}
+			for _, secret := range []string{"T3AMSS1GSECRET", "D1SC0RDtokenSECRET"} {
+				if strings.Contains(out+errOut, secret) {
+					t.Errorf("output holds the webhook URL's credential %q", secret)
+				}
 			}
 			if !strings.Contains(errOut, "nothing is sent") {
 				t.Errorf("stderr %q", errOut)
@@ -183,6 +196,7 @@ func TestREADMEShowsTheRecipesAsRendered(t *testing.T) {
 	env := map[string]string{
 		"EXPORTBRIDGE_STATE_DIR": t.TempDir(), "EXPORTBRIDGE_CONFIG_FILE": recipeConfig(t),
 		"PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY0123456789abcdefabcdef", "LEGACY_WHSEC": legacyWhsec,
+		"TEAMS_WEBHOOK_URL": teamsURL, "DISCORD_WEBHOOK_URL": discordURL,
 	}
 	const prompt = "$ exportbridge template render "
 	blocks := strings.Split(string(readme), "```\n")

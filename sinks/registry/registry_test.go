@@ -2,6 +2,9 @@ package registry_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,5 +94,53 @@ func TestProblemsNameTheSetting(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("problems lack %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestWebhookURLWithATokenInItsPath: a Discord or Teams webhook keeps its credential in
+// the URL path. The URL may come from url_file or ${ENV} like a secret; written
+// literally it is ordinary configuration (no warning). Either way the destination shown
+// stops before the token, and the token is kept out of logs.
+func TestWebhookURLWithATokenInItsPath(t *testing.T) {
+	const token = "AbCdEf0123456789_abcdefGHIJ-klmnopQRST"
+	const hook = "https://discord.com/api/webhooks/123456789012345678/" + token
+	file := filepath.Join(t.TempDir(), "discord-url")
+	if err := os.WriteFile(file, []byte(hook+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, url string
+		warned    bool
+	}{
+		{"literal", "url: " + hook, false},
+		{"from a file", "url_file: " + file, false},
+		{"from the environment", "url: ${DISCORD_HOOK}", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "config.yaml")
+			body := "sinks:\n  - name: discord\n    kind: webhook\n    webhook:\n      " + tt.url + "\n"
+			if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env := map[string]string{config.Prefix + "CONFIG_FILE": cfg, "DISCORD_HOOK": hook}
+			_, specs, err := registry.LoadSettings(env, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(specs) != 1 {
+				t.Fatalf("got %d sinks, want 1", len(specs))
+			}
+			s := specs[0]
+			if want := "https://discord.com/api/webhooks/123456789012345678/..."; s.Destination != want {
+				t.Errorf("destination %q, want %q", s.Destination, want)
+			}
+			if !slices.Contains(s.Secrets, token) {
+				t.Errorf("the token is not among the secrets kept out of logs: %q", s.Secrets)
+			}
+			if got := len(s.Warnings) > 0; got != tt.warned {
+				t.Errorf("warnings %q, want warned=%v", s.Warnings, tt.warned)
+			}
+		})
 	}
 }

@@ -54,7 +54,7 @@ type Input struct {
 func NewInput(e event.Event) *Input { return &Input{Event: e} }
 
 // Env is the data `when` sees: `event` (id, type, short_type, status, previous_status,
-// time, observed_at) and `export` (the export object as the API wrote it; empty for
+// time, observed_at, account) and `export` (the export object as the API wrote it; empty for
 // bridge events): template.NewData's .Event and .Export, with numbers as numbers.
 func (in *Input) Env() (map[string]any, error) {
 	in.once.Do(func() { in.env, in.err = envOf(in.Event) })
@@ -99,7 +99,7 @@ func numbers(v any) any {
 // eventKeys and exportKeys are the fields `when` may name: a name outside them is a typo
 // caught at start.
 var (
-	eventKeys  = []string{"id", "type", "short_type", "status", "previous_status", "time", "observed_at"}
+	eventKeys  = []string{"id", "type", "short_type", "status", "previous_status", "time", "observed_at", "account"}
 	exportKeys = []string{"uuid", "type", "status", "filename", "file_size", "row_count", "error_message",
 		"requested_at", "completed_at", "failed_at", "subject", "download_url"}
 	subjectKeys = []string{"type", "id", "label"}
@@ -113,7 +113,7 @@ func New(events sinks.Filter, m Match, when string) (*Selector, error) {
 		return s, nil
 	}
 	sample := map[string]any{
-		"event":  map[string]any{"id": "", "type": "", "short_type": "", "status": "", "previous_status": "", "time": "", "observed_at": ""},
+		"event":  map[string]any{"id": "", "type": "", "short_type": "", "status": "", "previous_status": "", "time": "", "observed_at": "", "account": ""},
 		"export": map[string]any{},
 	}
 	var fc fieldCheck
@@ -136,7 +136,7 @@ func New(events sinks.Filter, m Match, when string) (*Selector, error) {
 // fullSample is a ready export with every field set, as `when` sees it.
 var fullSample = map[string]any{
 	"event": map[string]any{"id": "0123456789abcdef0123456789abcdef", "type": "com.plugchoice.export.ready", "short_type": "export.ready",
-		"status": "ready", "previous_status": "processing", "time": "2026-11-28T10:15:02Z", "observed_at": "2026-11-28T10:15:04Z"},
+		"status": "ready", "previous_status": "processing", "time": "2026-11-28T10:15:02Z", "observed_at": "2026-11-28T10:15:04Z", "account": "default"},
 	"export": map[string]any{"uuid": "00000000-0000-4000-8000-000000000000", "type": "sessions", "status": "ready",
 		"filename": "sessions.csv", "file_size": 3355443.0, "row_count": 12410.0, "error_message": "none",
 		"requested_at": "2026-11-28T10:11:00Z", "completed_at": "2026-11-28T10:15:02Z", "failed_at": "2026-11-28T10:15:02Z",
@@ -232,8 +232,15 @@ func (m Match) refuse(env map[string]any) string {
 			return fmt.Sprintf("match.subject_ids %v does not include the export's subject id", m.SubjectIDs)
 		}
 	}
-	if len(m.Accounts) > 0 && !slices.Contains(m.Accounts, "default") {
-		return fmt.Sprintf("match.accounts %v does not include the account default", m.Accounts)
+	if len(m.Accounts) > 0 {
+		ev, _ := env["event"].(map[string]any)
+		acct := str(ev["account"])
+		if acct == "" {
+			acct = event.DefaultAccount
+		}
+		if !slices.Contains(m.Accounts, acct) {
+			return fmt.Sprintf("match.accounts %v does not include the account %s", m.Accounts, acct)
+		}
 	}
 	return ""
 }

@@ -66,28 +66,21 @@ func compileTemplates(name, text string, blocks any) (*templates, error) {
 	return t, nil
 }
 
-// apply renders the templates for e into msg, the message Render built.
+// apply renders the templates for e into msg, the message Render built, and into its
+// thread reply (a failed export's, in bot mode) the same way: text replaces the
+// headline and the fallback text, blocks replace the blocks.
 func (t *templates) apply(e event.Event, msg Message) (Message, error) {
 	d, err := template.NewData(e, t.name, template.Slack)
 	if err != nil {
 		return msg, err
 	}
+	var text []byte
 	if t.text != nil {
-		b, err := t.text.Render(d)
-		if err != nil {
+		if text, err = t.text.Render(d); err != nil {
 			return msg, err
 		}
-		text := clipOurs(string(b), MaxFallback)
-		msg.Text = text
-		for i, blk := range msg.Blocks {
-			if sec, ok := blk.(*slackapi.SectionBlock); ok && sec.Text != nil {
-				c := *sec
-				c.Text = mrkdwn(clipOurs(string(b), MaxSectionText))
-				msg.Blocks = append(append(msg.Blocks[:i:i], &c), msg.Blocks[i+1:]...)
-				break
-			}
-		}
 	}
+	var blocks []slackapi.Block
 	if t.blocks != nil {
 		b, err := t.blocks.Render(d)
 		if err != nil {
@@ -97,7 +90,7 @@ func (t *templates) apply(e event.Event, msg Message) (Message, error) {
 		if err := json.Unmarshal(b, &raws); err != nil {
 			return msg, &template.Error{Key: "blocks", Msg: fmt.Sprintf("did not render a list: %v", err)}
 		}
-		blocks := make([]slackapi.Block, len(raws))
+		blocks = make([]slackapi.Block, len(raws))
 		for i, r := range raws {
 			var head struct {
 				Type    string `json:"type"`
@@ -108,9 +101,34 @@ func (t *templates) apply(e event.Event, msg Message) (Message, error) {
 			}
 			blocks[i] = rawBlock{typ: head.Type, id: head.BlockID, raw: r}
 		}
-		msg.Blocks = blocks
+	}
+	msg = t.put(msg, text, blocks)
+	if msg.Reply != nil {
+		r := t.put(*msg.Reply, text, blocks)
+		msg.Reply = &r
 	}
 	return msg, nil
+}
+
+// put writes rendered templates into one message: text (when the sink has a text
+// template) as the fallback text and the first section's text, blocks (when it has a
+// blocks template) as the blocks.
+func (t *templates) put(msg Message, text []byte, blocks []slackapi.Block) Message {
+	if t.text != nil {
+		msg.Text = clipOurs(string(text), MaxFallback)
+		for i, blk := range msg.Blocks {
+			if sec, ok := blk.(*slackapi.SectionBlock); ok && sec.Text != nil {
+				c := *sec
+				c.Text = mrkdwn(clipOurs(string(text), MaxSectionText))
+				msg.Blocks = append(append(msg.Blocks[:i:i], &c), msg.Blocks[i+1:]...)
+				break
+			}
+		}
+	}
+	if t.blocks != nil {
+		msg.Blocks = blocks
+	}
+	return msg
 }
 
 // rawBlock is a rendered block sent as written: slack-go's own block types would drop

@@ -4,10 +4,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/exportbridge/exportbridge/logging"
 	"github.com/exportbridge/exportbridge/sinks"
 	"github.com/exportbridge/exportbridge/template"
 )
@@ -22,7 +24,7 @@ const DefaultEvents = "*"
 // the environment shorthand WEBHOOK_* (one Config per URL). Keys are the environment
 // names in snake_case without the WEBHOOK_ prefix.
 type Config struct {
-	URL         string            `yaml:"url"`
+	URL         string            `yaml:"url" secret:"optional"` // url_file or ${ENV} when its path holds a token
 	Secret      sinks.Strings     `yaml:"secret" secret:"true"`  // whsec_ keys, several for rotation
 	Headers     map[string]string `yaml:"headers" secret:"true"` // values may be credentials
 	Timeout     time.Duration     `yaml:"timeout"`
@@ -90,10 +92,13 @@ func (c Config) Destination() (shown, identity string) {
 	return safe, c.URL
 }
 
-// Secrets returns the values to keep out of logs: each key, its base64 part, and the
-// header values.
+// Secrets returns the values to keep out of logs: each key, its base64 part, the
+// header values, and the URL's path segments that look like a token (Discord, Teams).
 func (c Config) Secrets() []string {
 	var out []string
+	if u, err := url.Parse(c.URL); err == nil {
+		out = append(out, logging.PathSecrets(u.Path)...)
+	}
 	for _, s := range c.Secret {
 		out = append(out, s, strings.TrimPrefix(s, whsecPrefix))
 	}

@@ -86,6 +86,13 @@ type Sink struct {
 	transport *http.Transport
 	client    *http.Client
 	payload   *template.Payload
+	signers   []*signer
+	urlString string
+	// static are the headers every request carries (the content type, the User-Agent,
+	// the extra headers), set once; their value slices are shared by every request and
+	// never written.
+	static    http.Header
+	basicAuth []string // Authorization from the URL's userinfo (nil: none)
 }
 
 var _ interface {
@@ -155,8 +162,10 @@ func NewSink(o Options) (*Sink, error) {
 		MaxIdleConnsPerHost:   conc,
 		MaxConnsPerHost:       conc,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
+		// No ResponseHeaderTimeout: Deliver's context bounds the whole request (dial,
+		// write, headers and body) by timeout already, and a second timer per request
+		// is cost without effect.
 	}
 	s := &Sink{
 		name:      name,
@@ -176,7 +185,50 @@ func NewSink(o Options) (*Sink, error) {
 		// Redirects are never followed: a 3xx is reported as a permanent error.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	for _, k := range secrets {
+		s.signers = append(s.signers, newSigner(k))
+	}
+	s.urlString = u.String()
+	s.static = s.staticHeaders()
+	s.basicAuth = basicAuth(u)
 	return s, nil
+}
+
+// staticHeaders are the headers that do not depend on the event or the attempt, in the
+// order of precedence of setHeaders: the content type, the User-Agent, then the extra
+// headers (the first occurrence of a name replaces a default, later ones add values).
+func (s *Sink) staticHeaders() http.Header {
+	h := http.Header{}
+	ct := event.ContentType
+	if s.payload != nil {
+		ct = s.payload.ContentType()
+	}
+	h.Set("Content-Type", ct)
+	h.Set("User-Agent", s.userAgent)
+	seen := make(map[string]bool, len(s.headers))
+	for _, kv := range s.headers {
+		k := http.CanonicalHeaderKey(kv[0])
+		if seen[k] {
+			h.Add(k, kv[1])
+		} else {
+			h.Set(k, kv[1]) // the first occurrence replaces a default (User-Agent)
+			seen[k] = true
+		}
+	}
+	return h
+}
+
+// basicAuth is the Authorization header of the URL's userinfo (nil without one), sent
+// unless an extra header sets Authorization, as http.Client does. It is added at
+// delivery, not in the headers Preview shows.
+func basicAuth(u *url.URL) []string {
+	if u.User == nil {
+		return nil
+	}
+	p, _ := u.User.Password()
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(u.User.Username(), p)
+	return r.Header["Authorization"]
 }
 
 // Name returns the sink name ("webhook" or "webhook-N").
@@ -207,14 +259,20 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 	actx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.urlString, bytes.NewReader(body))
 	if err != nil {
 		// The URL was validated in New; this cannot depend on the event.
 		return sinks.Permanent(fmt.Errorf("webhook %s: build request for POST %s: %s", s.name, s.safeURL, redact(err.Error(), s.url)))
 	}
 	req.Header = h
+	if s.basicAuth != nil && h["Authorization"] == nil {
+		h["Authorization"] = s.basicAuth
+	}
 
-	resp, err := s.client.Do(req)
+	// The transport directly, not the client: the client would only copy the headers
+	// for redirects, which are never followed (a 3xx comes back as it is, as with
+	// http.ErrUseLastResponse), and set Authorization from the URL (basicAuth does).
+	resp, err := s.transport.RoundTrip(req)
 	if err != nil {
 		return s.transportError(ctx, err)
 	}
@@ -233,55 +291,53 @@ func (s *Sink) Deliver(ctx context.Context, e event.Event) error {
 // template) and the headers, signed over exactly that body. A template that cannot
 // render this event is a permanent error: it would fail the same way on every retry.
 func (s *Sink) message(e event.Event) ([]byte, http.Header, error) {
-	h := http.Header{}
 	if s.payload == nil {
-		s.setHeaders(h, e.ID, e.Body, event.ContentType, nil)
-		return e.Body, h, nil
+		return e.Body, s.setHeaders(e.ID, e.Body, nil), nil
 	}
 	body, ce, err := s.payload.Render(e)
 	if err != nil {
 		return nil, nil, sinks.Permanent(fmt.Errorf("webhook %s: event %s: template %w", s.name, e.ID, err))
 	}
-	s.setHeaders(h, e.ID, body, s.payload.ContentType(), ce)
-	return body, h, nil
+	return body, s.setHeaders(e.ID, body, ce), nil
 }
 
 // Preview returns the body and headers Deliver would send for e now, without sending
 // (`exportbridge template render`).
 func (s *Sink) Preview(e event.Event) (http.Header, []byte, error) {
 	body, h, err := s.message(e)
-	return h, body, err
+	return h.Clone(), body, err // a copy: the static values are shared by every request
 }
 
-// setHeaders writes the content type, the CloudEvents attributes of a templated body
-// (ce), the Standard Webhooks headers of this attempt, the User-Agent and the extra
-// headers into h.
-func (s *Sink) setHeaders(h http.Header, id string, body []byte, contentType string, ce [][2]string) {
-	h.Set("Content-Type", contentType)
-	for _, kv := range ce {
-		h[kv[0]] = []string{kv[1]} // lower-case as the binding writes them
+// setHeaders returns the headers of one attempt: the static ones (content type,
+// User-Agent, extra headers), the CloudEvents attributes of a templated body (ce), and
+// the Standard Webhooks headers of this attempt, signed over exactly body.
+func (s *Sink) setHeaders(id string, body []byte, ce [][2]string) http.Header {
+	h := make(http.Header, len(s.static)+len(ce)+3)
+	for k, v := range s.static {
+		h[k] = v
 	}
-	h.Set("User-Agent", s.userAgent)
-	h[HeaderID] = []string{id}
 	ts := s.now().Unix()
-	h[HeaderTimestamp] = []string{strconv.FormatInt(ts, 10)}
-	if len(s.secrets) > 0 {
-		sigs := make([]string, len(s.secrets))
-		for i, k := range s.secrets {
-			sigs[i] = Sign(k, id, ts, body)
-		}
-		h[HeaderSignature] = []string{strings.Join(sigs, " ")}
+	// One allocation for the value slices of the ce-* headers, the id, the timestamp
+	// and the signatures.
+	vals := make([]string, len(ce)+3)
+	for i, kv := range ce {
+		vals[3+i] = kv[1]
+		h[kv[0]] = vals[3+i : 4+i : 4+i] // lower-case as the binding writes them
 	}
-	seen := make(map[string]bool, len(s.headers))
-	for _, kv := range s.headers {
-		k := http.CanonicalHeaderKey(kv[0])
-		if seen[k] {
-			h.Add(k, kv[1])
-		} else {
-			h.Set(k, kv[1]) // the first occurrence replaces a default (User-Agent)
-			seen[k] = true
+	vals[0], vals[1] = id, strconv.FormatInt(ts, 10)
+	h[HeaderID], h[HeaderTimestamp] = vals[0:1:1], vals[1:2:2]
+	if len(s.signers) > 0 {
+		sig := make([]byte, 0, len(s.signers)*48)
+		for i, sg := range s.signers {
+			if i > 0 {
+				sig = append(sig, ' ')
+			}
+			sig = sg.appendSign(sig, id, ts, body)
 		}
+		vals[2] = string(sig)
+		h[HeaderSignature] = vals[2:3:3]
 	}
+	return h
 }
 
 // transportError classifies an error from Client.Do: always retryable (the event stays
@@ -430,11 +486,11 @@ func safeLocation(base *url.URL, loc string) string {
 	return safeString(base.ResolveReference(lu))
 }
 
-// redact removes u's query string and userinfo from msg, in case a lower layer or the
+// redact removes u's query string, userinfo and path tokens from msg, in case a lower layer or the
 // receiver quoted them. Longer strings go first; a user name shorter than 4 bytes is left
 // alone (not a secret, and replacing it would garble the message).
 func redact(msg string, u *url.URL) string {
-	var olds []string
+	olds := logging.PathSecrets(u.Path)
 	if u.RawQuery != "" {
 		olds = append(olds, u.RawQuery)
 		if q, err := url.QueryUnescape(u.RawQuery); err == nil && q != u.RawQuery {

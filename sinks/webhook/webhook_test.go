@@ -541,14 +541,15 @@ func TestTLSCustomCA(t *testing.T) {
 	}
 }
 
-// TestErrorsNeverLeakSecrets drives every error path with a URL that has userinfo and a
-// query string, and signing keys, and checks no error string contains them.
+// TestErrorsNeverLeakSecrets drives every error path with a URL that has userinfo, a
+// token in its path (as Discord's) and a query string, and signing keys, and checks no
+// error string contains them.
 func TestErrorsNeverLeakSecrets(t *testing.T) {
 	key, whsec := newKey(t)
-	secrets := []string{"USERSECRET", "PASSSECRET", "QUERYSECRET", "HEADERSECRET", whsec,
+	secrets := []string{"USERSECRET", "PASSSECRET", "QUERYSECRET", "HEADERSECRET", "PATHT0KENSECRET", whsec,
 		base64.StdEncoding.EncodeToString(key), string(key)}
 	withSecrets := func(base string) string {
-		return strings.Replace(base, "://", "://USERSECRET:PASSSECRET@", 1) + "/hook?token=QUERYSECRET&x=QUERYSECRET"
+		return strings.Replace(base, "://", "://USERSECRET:PASSSECRET@", 1) + "/hook/PATHT0KENSECRETabcdef01?token=QUERYSECRET&x=QUERYSECRET"
 	}
 	hang := make(chan struct{})
 	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
