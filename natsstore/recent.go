@@ -81,21 +81,16 @@ type ringValue struct {
 	store.RecentEvent
 }
 
-// addRecent writes entries into the next slots of the ring.
+// addRecent writes entries into the next slots of the ring. The slots are claimed by a
+// compare-and-set of recent_head first, so that the pollers of several accounts (on
+// several replicas) never write the same slots.
 func (s *Store) addRecent(ctx context.Context, entries []store.RecentEvent) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	var head uint64
-	e, err := s.kv.Get(ctx, ringHeadKey)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-	case err != nil:
-		return fmt.Errorf("recent events: %w", err)
-	default:
-		if head, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
-			return fmt.Errorf("recent events: %s: %w", ringHeadKey, err)
-		}
+	head, err := s.claimRecent(ctx, len(entries))
+	if err != nil {
+		return err
 	}
 	b := batch{js: s.js, ctx: ctx}
 	for i := range entries {
@@ -108,13 +103,40 @@ func (s *Store) addRecent(ctx context.Context, entries []store.RecentEvent) erro
 			return fmt.Errorf("recent events: %w", err)
 		}
 	}
-	if err := b.add(kvPut(ringHeadKey, strconv.AppendUint(nil, head+uint64(len(entries)), 10)), ""); err != nil {
-		return fmt.Errorf("recent events: %w", err)
-	}
 	if _, err := b.wait(); err != nil {
 		return fmt.Errorf("recent events: %w", err)
 	}
 	return nil
+}
+
+// claimRecent moves recent_head on by n and returns its value before.
+func (s *Store) claimRecent(ctx context.Context, n int) (uint64, error) {
+	for try := 0; ; try++ {
+		var head, rev uint64
+		e, err := s.kv.Get(ctx, ringHeadKey)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("recent events: %w", err)
+		default:
+			if head, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+				return 0, fmt.Errorf("recent events: %s: %w", ringHeadKey, err)
+			}
+			rev = e.Revision()
+		}
+		next := strconv.AppendUint(nil, head+uint64(n), 10)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, ringHeadKey, next)
+		} else {
+			_, err = s.kv.Update(ctx, ringHeadKey, next, rev)
+		}
+		if err == nil {
+			return head, nil
+		}
+		if try == 4 || !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return 0, fmt.Errorf("recent events: claim slots: %w", err)
+		}
+	}
 }
 
 // ring reads the entries, oldest first.

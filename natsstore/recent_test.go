@@ -3,6 +3,7 @@ package natsstore_test
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,5 +128,36 @@ func TestRecentEventsAreCapped(t *testing.T) {
 	}
 	if top, err := s.RecentEvents(5); err != nil || len(top) != 5 || top[0].ID != "c2-069" {
 		t.Errorf("RecentEvents(5) = %d events, %v; want the newest 5", len(top), err)
+	}
+}
+
+// TestRecentEventsOfSeveralAccounts: the pollers of two accounts commit at the same time
+// (as two replicas would); the ring holds every event of both.
+func TestRecentEventsOfSeveralAccounts(t *testing.T) {
+	url := startServer(t).ClientURL()
+	var wg sync.WaitGroup
+	for _, acct := range []string{"acme", "globex"} {
+		s := openNATS(t, url, natsstore.Options{Account: acct})
+		wg.Go(func() {
+			for i := range 20 {
+				c := cycle(routed(ev(fmt.Sprintf("%s-%02d-a", acct, i), "u1"), "hook"), routed(ev(fmt.Sprintf("%s-%02d-b", acct, i), "u2"), "hook"))
+				if err := s.CommitCycle(c); err != nil {
+					t.Errorf("%s: CommitCycle: %v", acct, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	recent, err := openNATS(t, url, natsstore.Options{}).RecentEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, re := range recent {
+		seen[re.ID] = true
+	}
+	if len(recent) != 80 || len(seen) != 80 {
+		t.Errorf("ring holds %d events (%d distinct), want the 80 of both accounts", len(recent), len(seen))
 	}
 }
