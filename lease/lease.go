@@ -9,7 +9,13 @@
 // renewals fail stops before the TTL runs out: Hold cancels the holder's work at
 // StopAfter past the last successful renewal, and Check, called before each commit,
 // refuses once that deadline has passed or the key's revision is not the holder's own
-// (fencing). The others take over when the key has expired.
+// (fencing). A Check or a renewal that finds another holder's write (or an expired key)
+// marks the lease lost: Valid turns false and Hold ends the work at once, without
+// waiting for the next renewal. The holder's own writes are never taken for another's: a
+// Check waits for a renewal in flight, and a key at a later revision that holds the
+// holder's own value (a renewal written although its answer timed out) is still the
+// holder's, since no other replica writes that value. The others take over when the key
+// has expired.
 package lease
 
 import (
@@ -73,11 +79,52 @@ type Lease struct {
 	holder string
 	ttl    time.Duration
 
+	// io is held by a Renew's write and a Check's read of the key, so that a Check never
+	// reads the revision of a renewal whose answer this holder has not seen yet (which
+	// would look like another holder's write).
+	io chan struct{}
+	// gone is closed when the lease is found lost for good: Hold ends the work at once.
+	gone chan struct{}
+
 	mu      sync.Mutex
 	rev     uint64
 	validTo time.Time // the last successful write's start + StopAfter(ttl)
 	lost    error
 }
+
+func newLease(kv jetstream.KeyValue, key, holder string, ttl time.Duration, rev uint64, validTo time.Time) *Lease {
+	return &Lease{kv: kv, key: key, holder: holder, ttl: ttl, rev: rev, validTo: validTo,
+		io: make(chan struct{}, 1), gone: make(chan struct{})}
+}
+
+// lock takes l.io, or fails when ctx ends first.
+func (l *Lease) lock(ctx context.Context) error {
+	select {
+	case l.io <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("lease %s: wait for a renewal in flight: %w", l.key, ctx.Err())
+	}
+}
+
+func (l *Lease) unlock() { <-l.io }
+
+// markLost records that the lease is lost for good (the first reason stays) and returns
+// the error to report.
+func (l *Lease) markLost(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil {
+		return l.lost
+	}
+	l.lost = err
+	close(l.gone)
+	return err
+}
+
+// Lost is closed once the lease is known to be lost for good: a renewal or a Check found
+// another holder or an expired key, or it was released.
+func (l *Lease) Lost() <-chan struct{} { return l.gone }
 
 // StopAfter is how long after the start of its last successful write a holder keeps
 // working: three quarters of the TTL, so that it has stopped before the key expires
@@ -102,7 +149,7 @@ func Acquire(ctx context.Context, kv jetstream.KeyValue, key, holder string) (*L
 	if err != nil {
 		return nil, fmt.Errorf("lease %s: create: %w", key, err)
 	}
-	return &Lease{kv: kv, key: key, holder: holder, ttl: st.TTL(), rev: rev, validTo: start.Add(StopAfter(st.TTL()))}, nil
+	return newLease(kv, key, holder, st.TTL(), rev, start.Add(StopAfter(st.TTL()))), nil
 }
 
 // Key is the lease's key.
@@ -114,6 +161,10 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 // Renew updates the key at the last revision; a failure that shows another holder (or
 // an expired key) marks the lease lost for good.
 func (l *Lease) Renew(ctx context.Context) error {
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	l.mu.Lock()
 	rev, lost := l.rev, l.lost
 	l.mu.Unlock()
@@ -122,13 +173,17 @@ func (l *Lease) Renew(ctx context.Context) error {
 	}
 	start := time.Now()
 	nrev, err := l.kv.Update(ctx, l.key, []byte(l.holder), rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A renewal that timed out here may have been written all the same: the key then
+		// holds this holder's own value at a later revision, and the lease is still ours.
+		if own, ok := l.ownRevision(ctx); ok {
+			rev, start = own, time.Now()
+			nrev, err = l.kv.Update(ctx, l.key, []byte(l.holder), rev)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyExists) {
-			err = fmt.Errorf("lease %s: renew at revision %d: %w: %w", l.key, rev, ErrLost, err)
-			l.mu.Lock()
-			l.lost = err
-			l.mu.Unlock()
-			return err
+			return l.markLost(fmt.Errorf("lease %s: renew at revision %d: %w: %w", l.key, rev, ErrLost, err))
 		}
 		return fmt.Errorf("lease %s: renew: %w", l.key, err)
 	}
@@ -138,11 +193,27 @@ func (l *Lease) Renew(ctx context.Context) error {
 	return nil
 }
 
+// ownRevision returns the key's revision when the key holds this holder's value (its
+// last write was this holder's own).
+func (l *Lease) ownRevision(ctx context.Context) (uint64, bool) {
+	e, err := l.kv.Get(ctx, l.key)
+	if err != nil || string(e.Value()) != l.holder {
+		return 0, false
+	}
+	return e.Revision(), true
+}
+
 // Valid reports whether the holder may still work by its own clock.
 func (l *Lease) Valid() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lost == nil && time.Now().Before(l.validTo)
+}
+
+func (l *Lease) lostErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
 }
 
 // ValidUntil is when the holder must have stopped without a further renewal.
@@ -154,7 +225,13 @@ func (l *Lease) ValidUntil() time.Time {
 
 // Check is the fence before a commit: it fails, wrapping ErrLost, once the lease is lost,
 // past its local deadline, or when the key's revision is not the holder's last write.
+// A key that another holder has written, or that has expired, marks the lease lost for
+// good (Lost is closed, Valid is false): the holder's term ends at once.
 func (l *Lease) Check(ctx context.Context) error {
+	if err := l.lock(ctx); err != nil {
+		return fmt.Errorf("lease %s: check: %w", l.key, err)
+	}
+	defer l.unlock()
 	l.mu.Lock()
 	rev, lost, validTo := l.rev, l.lost, l.validTo
 	l.mu.Unlock()
@@ -166,13 +243,21 @@ func (l *Lease) Check(ctx context.Context) error {
 	}
 	e, err := l.kv.Get(ctx, l.key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("lease %s: expired: %w", l.key, ErrLost)
+		return l.markLost(fmt.Errorf("lease %s: expired: %w", l.key, ErrLost))
 	}
 	if err != nil {
 		return fmt.Errorf("lease %s: check: %w", l.key, err)
 	}
+	if e.Revision() != rev && string(e.Value()) == l.holder {
+		// The holder's own renewal, written although its answer never came (a timeout):
+		// only this holder writes its value, so no other replica has written since.
+		l.mu.Lock()
+		l.rev = e.Revision()
+		l.mu.Unlock()
+		return nil
+	}
 	if e.Revision() != rev {
-		return fmt.Errorf("lease %s: revision %d is not ours (%d), held by %q: %w", l.key, e.Revision(), rev, e.Value(), ErrLost)
+		return l.markLost(fmt.Errorf("lease %s: revision %d is not ours (%d), held by %q: %w", l.key, e.Revision(), rev, e.Value(), ErrLost))
 	}
 	return nil
 }
@@ -182,11 +267,11 @@ func (l *Lease) Check(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	rev, lost := l.rev, l.lost
-	l.lost = fmt.Errorf("lease %s: released: %w", l.key, ErrLost)
 	l.mu.Unlock()
 	if lost != nil {
 		return nil
 	}
+	l.markLost(fmt.Errorf("lease %s: released: %w", l.key, ErrLost))
 	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev)); err != nil {
 		return fmt.Errorf("lease %s: release: %w", l.key, err)
 	}
@@ -206,9 +291,10 @@ type HoldOptions struct {
 
 // Hold runs until ctx is done: it takes the lease whenever it is free and, while it
 // holds it, runs work with a context that is cancelled before the lease could expire
-// (renewals failing for StopAfter) or when it is lost. When work returns, or the lease
-// is lost, Hold waits for work to return and goes back to standby. On ctx's end it
-// releases the lease. work's error is logged, not returned.
+// (renewals failing for StopAfter) or as soon as it is found lost (by a renewal or a
+// Check). When work returns, or the lease is lost, Hold waits for work to return and
+// goes back to standby. On ctx's end it releases the lease. work's error is logged, not
+// returned.
 func Hold(ctx context.Context, o HoldOptions, work func(ctx context.Context, l *Lease) error) {
 	log := o.Logger
 	if log == nil {
@@ -271,6 +357,8 @@ func holdWhile(ctx context.Context, l *Lease, log *slog.Logger, work func(contex
 			return "work returned"
 		case <-deadline.C:
 			reason = "not renewed before the deadline"
+		case <-l.Lost():
+			reason = l.lostErr().Error()
 		case <-renew.C:
 			rctx, cancel := context.WithTimeout(ctx, RenewEvery(l.ttl))
 			err := l.Renew(rctx)

@@ -42,6 +42,26 @@ func BenchmarkCommitCycle1000Events(b *testing.B) {
 	}
 }
 
+// BenchmarkCommitCycle10Events: a busy poll cycle, where the ring of recent events costs
+// the most beside the events.
+func BenchmarkCommitCycle10Events(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			s, _ := be.open(b)
+			round := 0
+			for b.Loop() {
+				b.StopTimer()
+				c := benchCycle(round, 10)
+				round++
+				b.StartTimer()
+				if err := s.CommitCycle(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDrain1000: read 1,000 queued events and ack them in one settlement, as the
 // dispatcher does.
 func BenchmarkDrain1000(b *testing.B) {

@@ -198,7 +198,8 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 			}
 		}
 	}
-	if _, err := b.wait(); err != nil {
+	acks, err := b.wait()
+	if err != nil {
 		return fmt.Errorf("commit cycle: outbox: %w", err)
 	}
 	if err := s.checkFence(); err != nil {
@@ -225,6 +226,13 @@ func (s *Store) CommitCycle(c store.Cycle) error {
 	}
 	if _, err := b.wait(); err != nil {
 		return fmt.Errorf("commit cycle: snapshot: %w", err)
+	}
+	recent, err := ringEntries(c.Events, acks)
+	if err == nil {
+		err = s.addRecent(ctx, recent)
+	}
+	if err != nil {
+		return fmt.Errorf("commit cycle: %w", err)
 	}
 	if _, err := s.kv.Put(ctx, s.pollKey(), poll); err != nil {
 		return fmt.Errorf("commit cycle: put poll: %w", err)

@@ -7,7 +7,8 @@
 //     (acct.<account>.snap.<uuid>), the poll facts (acct.<account>.poll) and the
 //     "initialized" flag; per sink the metadata such as Slack message ids
 //     (meta.<sink>.<key>), the destination fingerprint (dest.<sink>) and the attempt
-//     state of each queued record that failed at least once (att.<sink>.<seq>);
+//     state of each queued record that failed at least once (att.<sink>.<seq>); the
+//     ring of recent events for the status page (recent.<slot>, recent_head);
 //   - the stream EXPORTBRIDGE_OUTBOX, one subject per sink (exportbridge.outbox.<sink>),
 //     one message per queued event (data: the CloudEvent body; headers: the event's
 //     fields); a record's Seq is its stream sequence;

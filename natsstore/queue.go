@@ -436,13 +436,20 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 			return 0, fmt.Errorf("replay: %w", err)
 		}
 	}
-	if _, err := b.wait(); err != nil {
+	acks, err := b.wait()
+	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
-	for _, d := range dl {
+	refs := map[ringRef]func(*store.Outcome){}
+	for i, d := range dl {
 		if err := deleteMsg(ctx, s.dlq, d.dseq); err != nil {
 			return 0, fmt.Errorf("replay: dead letters: %w", err)
 		}
+		fresh := acks[i].Sequence
+		refs[ringRef{d.rec.Sink, d.rec.Seq}] = func(o *store.Outcome) { *o = store.Outcome{Sink: o.Sink, Seq: fresh} }
+	}
+	if err := s.followRefs(ctx, refs); err != nil {
+		return 0, fmt.Errorf("replay: %w", err)
 	}
 	return len(dl), nil
 }
@@ -455,10 +462,15 @@ func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
+	refs := map[ringRef]func(*store.Outcome){}
 	for _, d := range dl {
 		if err := deleteMsg(ctx, s.dlq, d.dseq); err != nil {
 			return 0, fmt.Errorf("purge: %w", err)
 		}
+		refs[ringRef{d.rec.Sink, d.rec.Seq}] = func(o *store.Outcome) { o.State = store.StatePurged }
+	}
+	if err := s.followRefs(ctx, refs); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
 	}
 	return len(dl), nil
 }
@@ -680,6 +692,14 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 	}
+	refs := map[ringRef]func(*store.Outcome){}
+	for i, a := range acks {
+		fresh := a.Sequence
+		refs[ringRef{from, recs[i].Seq}] = func(o *store.Outcome) { o.Sink, o.Seq = to, fresh }
+	}
+	for _, d := range dl { // a moved dead letter keeps its outbox seq
+		refs[ringRef{from, d.rec.Seq}] = func(o *store.Outcome) { o.Sink = to }
+	}
 	// The attempt state of a moved record is carried by its new message's header
 	// until the next failure writes a key; write the keys now so Pending sees it.
 	for i, a := range acks {
@@ -716,6 +736,9 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: metadata: %w", from, to, err)
 	}
+	if err := s.followRefs(ctx, refs); err != nil {
+		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
+	}
 	if _, _, err := s.drop(ctx, from); err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 	}
@@ -730,8 +753,15 @@ func (s *Store) DropQueue(sink string) (queued, dead int, err error) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	held, err := s.heldRecent(ctx, sink)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue drop %s: %w", sink, err)
+	}
 	queued, dead, err = s.drop(ctx, sink)
 	if err != nil {
+		return 0, 0, fmt.Errorf("queue drop %s: %w", sink, err)
+	}
+	if err := s.followRefs(ctx, held); err != nil { // given up for good
 		return 0, 0, fmt.Errorf("queue drop %s: %w", sink, err)
 	}
 	return queued, dead, nil

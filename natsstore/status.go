@@ -14,9 +14,7 @@ import (
 	"github.com/exportbridge/exportbridge/store"
 )
 
-// What the status page asks of a store. The JetStream store keeps no ring of recent
-// events yet: RecentEvents answers empty (the page shows no "last events" with
-// STORE=nats).
+// What the status page asks of a store (the ring of recent events is in recent.go).
 
 // pollHook is the callback OnPoll registers, shared by the fenced views of a Store.
 type pollHook struct {
@@ -43,9 +41,6 @@ func (s *Store) polled(p store.PollInfo) {
 func (s *Store) Path() string {
 	return fmt.Sprintf("JetStream bucket %s, streams %s and %s (%d replicas)", Bucket, OutboxStream, DLQStream, s.o.Replicas)
 }
-
-// RecentEvents is empty: the JetStream store keeps no ring of recent events.
-func (s *Store) RecentEvents(int) ([]store.RecentEvent, error) { return nil, nil }
 
 // healthKey holds a sink's SinkHealth (JSON), written by Settle.
 func healthKey(sink string) string { return "health." + esc(sink) }

@@ -556,7 +556,9 @@ func (p *statusPage) eventView(re *store.RecentEvent, now time.Time) eventView {
 		}
 		switch o.State {
 		case store.StateDelivered:
-			ov.Detail = clock(o.At) + ", " + attempts()
+			if !o.At.IsZero() { // the JetStream store's ring knows no delivery time
+				ov.Detail = clock(o.At) + ", " + attempts()
+			}
 		case store.StateWaiting:
 			ov.Detail = "next " + clock(o.NextAttempt) + ", " + attempts()
 			ov.Error = p.clean(errorLine(o.LastError, o.LastStatus))

@@ -216,6 +216,10 @@ type exportLabels struct {
 	} `json:"data"`
 }
 
+// NewRecentEvent is the ring entry of a freshly queued event, with no sink outcomes
+// (the JetStream store's ring uses it too).
+func NewRecentEvent(ev *event.Event) RecentEvent { return *newRecent(ev) }
+
 func newRecent(ev *event.Event) *RecentEvent {
 	re := &RecentEvent{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Status: ev.Status,
 		ExportType: ev.ExportType, DetectedAt: ev.DetectedAt}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"strings"
@@ -150,6 +151,21 @@ func TestRunOnJetStream(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "JetStream") || !strings.Contains(string(body), uuids[1]) {
 		t.Errorf("status page: %d, want 200 naming the JetStream store and the export in flight %s:\n%s", resp.StatusCode, uuids[1], bridgetest.Tail(string(body), 2000))
+	}
+	// The last events come from the shared state too: the delivered one is listed by its
+	// export's file name.
+	var ce struct {
+		Data struct {
+			Export struct {
+				Filename string `json:"filename"`
+			} `json:"export"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(h.deliveries()[0].Body, &ce); err != nil || ce.Data.Export.Filename == "" {
+		t.Fatalf("delivered event: %v, file name %q: want one to look for on the status page", err, ce.Data.Export.Filename)
+	}
+	if !strings.Contains(string(body), html.EscapeString(ce.Data.Export.Filename)) {
+		t.Errorf("status page: the delivered event (file %s) is not among the last events:\n%s", ce.Data.Export.Filename, bridgetest.Tail(string(body), 2000))
 	}
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(20 * time.Second); code != 0 {
