@@ -48,6 +48,9 @@ func TestBurstIsSettledInFewTransactions(t *testing.T) {
 	stop := start(t, d)
 	waitIdle(t, d)
 	el := time.Since(t0)
+	// The outbox is empty once the last transaction commits, a moment before Settle
+	// returns to countingQueue and the counters move: wait for them.
+	waitFor(t, fmt.Sprintf("%d acks counted", n), func() bool { return q.acks.Load() >= n })
 	settles := q.settles.Load()
 	t.Logf("%d events delivered in %s, settled in %d transactions", n, el, settles)
 	if got := q.acks.Load(); got != n {
