@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -248,5 +250,70 @@ func TestAbsentExportLoggedOnceAsAwaitingRemoval(t *testing.T) {
 	got := logs.with(msg)
 	if len(got) != 1 || got[0]["count"] != float64(1) {
 		t.Errorf("awaiting-removal logs %v, want one with count 1", got)
+	}
+}
+
+// TestInFlightExportTiedWithTheHeadPageIsResolvedCheaply: an in-flight export requested
+// at the same instant as the last export of the head page (timestamps of the API are
+// often whole seconds) may be on the next page: when it finishes, the cheap cycle reads
+// on and announces it without a full listing.
+func TestInFlightExportTiedWithTheHeadPageIsResolvedCheaply(t *testing.T) {
+	f := newFixture(t, 0, nil)
+	at := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	ts := func(d time.Duration) string { return at.Add(d).Format(time.RFC3339Nano) }
+	f.sim.Add(plugchoice.Export{UUID: "tied-inflight", Status: plugchoice.StatusProcessing, RequestedAt: ts(0)})
+	f.sim.Add(plugchoice.Export{UUID: "tied-ready", Status: plugchoice.StatusReady, RequestedAt: ts(0)}) // listed first of the two
+	for i := range 24 {
+		f.sim.Add(plugchoice.Export{UUID: fmt.Sprintf("newer-%02d", i), Status: plugchoice.StatusReady, RequestedAt: ts(time.Duration(i+1) * time.Second)})
+	}
+	f.cycle() // baseline: page 1 ends with tied-ready, page 2 holds tied-inflight
+	skip := len(f.sim.Transitions())
+	f.sim.SetStatus("tied-inflight", plugchoice.StatusReady)
+	rep := f.cycle()
+	if rep.Full {
+		t.Errorf("the tied export's end took a full listing: %+v, want a cheap cycle reading on to page 2", rep)
+	}
+	if q, want := f.queued(), f.expected(skip); len(want) != 1 || !slices.Equal(q, want) {
+		t.Errorf("queued %v, want %v", q, want)
+	}
+}
+
+// TestFullListingDueAtExactlyFullSyncInterval: a full listing is due once
+// FULL_SYNC_INTERVAL has passed since the last one, at exactly that time too.
+func TestFullListingDueAtExactlyFullSyncInterval(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	set := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	start := now()
+	f := newFixture(t, 10, func(o *poller.Options) { o.Now = now; o.FullSyncInterval = time.Hour })
+	if rep := f.cycle(); !rep.Full {
+		t.Fatalf("baseline: %+v, want a full listing", rep)
+	}
+	set(start.Add(time.Hour - time.Second))
+	if rep := f.cycle(); rep.Full {
+		t.Fatalf("a second before FULL_SYNC_INTERVAL: %+v, want a cheap cycle", rep)
+	}
+	set(start.Add(time.Hour))
+	if rep := f.cycle(); !rep.Full {
+		t.Errorf("at exactly FULL_SYNC_INTERVAL: %+v, want a full listing", rep)
+	}
+}
+
+// TestUnrecordedFailedPollReachesHealth: a failed cycle whose poll facts the store
+// cannot record is reported to health (/readyz store_error), not only logged.
+func TestUnrecordedFailedPollReachesHealth(t *testing.T) {
+	f, flaky := newFlakyFixture(t, 5)
+	f.cycle()
+	f.sim.SetDownAll(503)
+	flaky.failing.Store(true)
+	if _, err := f.p.Cycle(context.Background()); err == nil {
+		t.Fatal("cycle succeeded against a down API")
+	}
+	f.health.mu.Lock()
+	got := f.health.storeErr
+	f.health.mu.Unlock()
+	if !errors.Is(got, errDisk) {
+		t.Errorf("health heard store error %v, want the failed SavePoll", got)
 	}
 }
