@@ -56,3 +56,17 @@ func TestRecordsAndEntriesEncodedInOneAllocation(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotEntryWithLeadingNULRoundTrips: a status that starts with a NUL byte (no
+// API status does; a corrupt or hostile listing might) is stored so that it reads back
+// as it was, not as a corrupt entry.
+func TestSnapshotEntryWithLeadingNULRoundTrips(t *testing.T) {
+	for _, e := range []diff.Entry{
+		{Status: "\x00ready", At: 7},
+		{Status: "\x00", At: 7, Missed: 1},
+	} {
+		if got, err := decodeEntry(encodeEntry(nil, e), nil); err != nil || got != e {
+			t.Errorf("round trip of %q (missed %d): %q (missed %d), %v", e.Status, e.Missed, got.Status, got.Missed, err)
+		}
+	}
+}
