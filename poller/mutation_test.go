@@ -317,3 +317,28 @@ func TestUnrecordedFailedPollReachesHealth(t *testing.T) {
 		t.Errorf("health heard store error %v, want the failed SavePoll", got)
 	}
 }
+
+// TestFullListingRunsACheapCycleOnceIntervalHasPassed: a full listing runs a cheap cycle
+// between two pages as soon as POLL_INTERVAL has passed since the last one, at exactly
+// POLL_INTERVAL too, and not again before the next interval. The clock moves once, by
+// exactly POLL_INTERVAL, when the listing's first page is requested.
+func TestFullListingRunsACheapCycleOnceIntervalHasPassed(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	f := newFixture(t, 300, func(o *poller.Options) { o.Now = now }) // 12 pages; Interval 1s
+	f.cycle()                                                        // baseline
+	var once sync.Once
+	f.sim.SetOnRequest(func(*http.Request) {
+		once.Do(func() { mu.Lock(); clock = clock.Add(time.Second); mu.Unlock() })
+	})
+	rep, err := f.p.FullCycle(context.Background())
+	f.sim.SetOnRequest(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 12 pages, and one cheap cycle of one request (nothing in flight, nothing new).
+	if rep.Requests != 13 {
+		t.Errorf("full listing made %d requests, want 13 (12 pages and one cheap cycle after the first)", rep.Requests)
+	}
+}
