@@ -1,0 +1,111 @@
+package store_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exportbridge/exportbridge/store"
+)
+
+// TestRecentEventsFollowWaitingAndDeadEventsAcrossARestart: the status page's ring keeps
+// following an event that was waiting for a retry or dead-lettered before a restart: its
+// later delivery or purge shows, not the state it had at the restart.
+func TestRecentEventsFollowWaitingAndDeadEventsAcrossARestart(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(t *testing.T, s *store.Store, r store.Record) // the outcome before the restart
+		after  func(t *testing.T, s *store.Store, r store.Record) // the outcome after it
+		want   string
+	}{
+		{"waiting, then delivered",
+			func(t *testing.T, s *store.Store, r store.Record) {
+				r.Attempts, r.LastError, r.NextAttemptAt = 1, "HTTP 503", time.Now().Add(time.Minute)
+				if err := s.Settle("hook", store.Settlement{Attempts: []store.Record{r}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, s *store.Store, r store.Record) {
+				if err := s.Settle("hook", store.Settlement{Acks: []uint64{r.Seq}}); err != nil {
+					t.Fatal(err)
+				}
+			}, "hook=delivered"},
+		{"dead, then purged",
+			func(t *testing.T, s *store.Store, r store.Record) {
+				r.Attempts, r.LastError, r.DeadAt = 1, "HTTP 410", time.Now()
+				if err := s.Settle("hook", store.Settlement{Dead: []store.Record{r}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, s *store.Store, _ store.Record) {
+				if n, err := s.Purge("hook", nil, true); err != nil || n != 1 {
+					t.Fatalf("Purge = %d, %v", n, err)
+				}
+			}, "hook=purged"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := store.Open(dir, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CommitCycle(cycle(1, "hook")); err != nil {
+				t.Fatal(err)
+			}
+			r := pendingSeq(t, s, "hook", "ev-000")
+			tt.before(t, s, r)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open(t, dir)
+			tt.after(t, s, r)
+			if got := outcomes(t, s, "ev-000"); len(got) != 1 || !strings.HasPrefix(got[0], tt.want+"/") {
+				t.Errorf("after the restart: outcomes %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRecentEventShowsNextAttemptAndDeathTime: the status page shows when a waiting
+// event is retried next, and when a dead-lettered one died.
+func TestRecentEventShowsNextAttemptAndDeathTime(t *testing.T) {
+	s := open(t, t.TempDir())
+	if err := s.CommitCycle(cycle(2, "hook")); err != nil {
+		t.Fatal(err)
+	}
+	next := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)
+	died := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
+	w, d := pendingSeq(t, s, "hook", "ev-000"), pendingSeq(t, s, "hook", "ev-001")
+	w.Attempts, w.LastError, w.NextAttemptAt = 1, "HTTP 503", next
+	d.Attempts, d.LastError, d.DeadAt = 1, "HTTP 410", died
+	if err := s.Settle("hook", store.Settlement{Attempts: []store.Record{w}, Dead: []store.Record{d}}); err != nil {
+		t.Fatal(err)
+	}
+	recent, err := s.RecentEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, re := range recent {
+		if len(re.Sinks) != 1 {
+			t.Fatalf("%s: outcomes %+v, want one (hook)", re.ID, re.Sinks)
+		}
+		o := re.Sinks[0]
+		switch re.ID {
+		case "ev-000":
+			seen++
+			if o.State != store.StateWaiting || !o.NextAttempt.Equal(next) || !o.At.IsZero() {
+				t.Errorf("waiting event: %+v, want state waiting, next attempt %v, no time of death", o, next)
+			}
+		case "ev-001":
+			seen++
+			if o.State != store.StateDead || !o.At.Equal(died) || !o.NextAttempt.IsZero() {
+				t.Errorf("dead event: %+v, want state dead at %v, no next attempt", o, died)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("found %d of the 2 events among %d recent ones", seen, len(recent))
+	}
+}
