@@ -109,3 +109,30 @@ func TestRecentEventShowsNextAttemptAndDeathTime(t *testing.T) {
 		t.Fatalf("found %d of the 2 events among %d recent ones", seen, len(recent))
 	}
 }
+
+// TestSinkThatNeverDeliveredShowsNoLastSuccess: the status page's sink health shows a
+// last success only once the sink delivered something; failures alone leave it empty.
+func TestSinkThatNeverDeliveredShowsNoLastSuccess(t *testing.T) {
+	s := open(t, t.TempDir())
+	if err := s.CommitCycle(cycle(2, "hook")); err != nil {
+		t.Fatal(err)
+	}
+	r := pendingSeq(t, s, "hook", "ev-000")
+	r.Attempts, r.LastError, r.NextAttemptAt = 1, "HTTP 503", time.Now().Add(time.Minute)
+	if err := s.Settle("hook", store.Settlement{Attempts: []store.Record{r}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.SinkHealths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hh := h["hook"]; !hh.LastSuccess.IsZero() || hh.LastError != "HTTP 503" {
+		t.Errorf("hook health after one failure = %+v, want no last success and last error HTTP 503", hh)
+	}
+	if err := s.Settle("hook", store.Settlement{Acks: []uint64{pendingSeq(t, s, "hook", "ev-001").Seq}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = s.SinkHealths(); err != nil || h["hook"].LastSuccess.IsZero() {
+		t.Errorf("hook health after a delivery = %+v, %v; want a last success", h["hook"], err)
+	}
+}
