@@ -136,3 +136,27 @@ func TestSinkThatNeverDeliveredShowsNoLastSuccess(t *testing.T) {
 		t.Errorf("hook health after a delivery = %+v, %v; want a last success", h["hook"], err)
 	}
 }
+
+// TestStatusPageListsHonourTheirLimit: the status page's lists hold at most the number
+// asked for (all with 0), oldest in-flight request first, with the full count beside.
+func TestStatusPageListsHonourTheirLimit(t *testing.T) {
+	s := open(t, t.TempDir())
+	c := cycle(5, "hook")
+	for uuid, e := range c.Upserts {
+		e.Status = "processing"
+		c.Upserts[uuid] = e
+	}
+	if err := s.CommitCycle(c); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ limit, want int }{{2, 2}, {5, 5}, {0, 5}} {
+		recent, err := s.RecentEvents(tt.limit)
+		if err != nil || len(recent) != tt.want {
+			t.Errorf("RecentEvents(%d) = %d events, %v; want %d", tt.limit, len(recent), err, tt.want)
+		}
+		in, total, err := s.InFlight(tt.limit)
+		if err != nil || len(in) != tt.want || total != 5 || in[0].UUID != "uuid-000" {
+			t.Errorf("InFlight(%d) = %d exports (first %+v) of %d, %v; want %d of 5, uuid-000 first", tt.limit, len(in), in[:min(len(in), 1)], total, err, tt.want)
+		}
+	}
+}
