@@ -160,3 +160,19 @@ func TestStatusPageListsHonourTheirLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRecentEventsOfOneLargeCycle: a cycle of more events than the ring holds leaves
+// exactly the ring's capacity of its newest events there.
+func TestRecentEventsOfOneLargeCycle(t *testing.T) {
+	s := open(t, t.TempDir())
+	if err := s.CommitCycle(cycle(150, "hook")); err != nil {
+		t.Fatal(err)
+	}
+	recent, err := s.RecentEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recent) != store.DefaultRecent || recent[0].ID != "ev-149" || recent[len(recent)-1].ID != "ev-050" {
+		t.Fatalf("ring holds %d events, want the last %d of the cycle (ev-149 .. ev-050)", len(recent), store.DefaultRecent)
+	}
+}
