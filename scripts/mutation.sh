@@ -10,8 +10,10 @@
 #   scripts/mutation.sh diff delivery    # some of them
 #
 # Settings (environment):
-#   MUTATION_TIMEOUT   bound per package (default 15m; a package past it is reported
-#                      "timed out" and the next one runs)
+#   MUTATION_TIMEOUT   bound per package (default 45m; a package past it is reported
+#                      "timed out" and the next one runs). On 2 shared cores, 2026-12-02:
+#                      diff 1-2 min, poller 12-16, webhook and slack about 15, store 30,
+#                      delivery 20 with MUTATION_WORKERS=2 (past 25 with 1).
 #   MUTATION_WORKERS   gremlins workers (default 1: the machine is shared)
 #   MUTATION_OUT       where the per-package logs and JSON results go (default a temp dir)
 set -euo pipefail
@@ -23,7 +25,7 @@ pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
   pkgs=("${default_pkgs[@]}")
 fi
-bound=${MUTATION_TIMEOUT:-15m}
+bound=${MUTATION_TIMEOUT:-45m}
 workers=${MUTATION_WORKERS:-1}
 out=${MUTATION_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/mutation.XXXXXX")}
 mkdir -p "$out"
@@ -48,7 +50,7 @@ for pkg in "${pkgs[@]}"; do
   took=$(( $(date +%s) - start ))
   case $rc in
     0) efficacy=$(grep -o 'Test efficacy: [0-9.]*%' "$out/$name.log" | tail -1 || true)
-       summary+=("$pkg: ${efficacy:-no efficacy line (no covered mutant?)}, ${took}s") ;;
+       summary+=("$pkg: ${efficacy:-no efficacy line (interrupted, or no covered mutant: see $out/$name.log)}, ${took}s") ;;
     124|137) summary+=("$pkg: timed out after $bound (no figure)") ;;
     *) summary+=("$pkg: gremlins failed (exit $rc), see $out/$name.log") ;;
   esac

@@ -1,0 +1,72 @@
+package store
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exportbridge/exportbridge/diff"
+	"github.com/exportbridge/exportbridge/event"
+)
+
+var encoded []byte
+
+// TestRecordsAndEntriesEncodedInOneAllocation: every record the outbox writes and every
+// snapshot entry a cycle commits is encoded into one buffer sized up front, not grown
+// field by field (100,000 exports or a backlog of thousands of events at each commit).
+func TestRecordsAndEntriesEncodedInOneAllocation(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 15, 4, 0, time.UTC)
+	long := func(c string, n int) string { return strings.Repeat(c, n) }
+	records := []struct {
+		name string
+		r    Record
+	}{
+		{"fresh event", Record{Event: event.Event{ID: long("i", 64), Type: "export." + long("t", 40), Subject: long("s", 40),
+			Status: long("r", 40), ExportType: long("e", 40), DetectedAt: now, Body: []byte(long("b", 600))}, EnqueuedAt: now}},
+		{"retried event", Record{Event: event.Event{ID: long("i", 64), Type: "export." + long("t", 40), Subject: long("s", 40),
+			Status: long("r", 40), ExportType: long("e", 40), DetectedAt: now, Body: []byte(long("b", 600))}, EnqueuedAt: now,
+			Attempts: 300, FirstAttemptAt: now, NextAttemptAt: now.Add(time.Hour), LastError: long("x", 200), LastStatus: 503,
+			DeadAt: now.Add(2 * time.Hour)}},
+	}
+	for _, tt := range records {
+		t.Run(tt.name, func(t *testing.T) {
+			if n := testing.AllocsPerRun(20, func() { encoded = encodeRecord(nil, &tt.r) }); n != 1 {
+				t.Errorf("encoding the record took %v allocations, want 1", n)
+			}
+			if got, err := decodeRecord("s", 1, encoded); err != nil || got.Event.ID != tt.r.Event.ID || got.LastError != tt.r.LastError {
+				t.Errorf("round trip: %+v, %v", got, err)
+			}
+		})
+	}
+	entries := []struct {
+		name string
+		e    diff.Entry
+	}{
+		{"entry", diff.Entry{Status: "processing", At: now.UnixNano()}},
+		{"entry awaiting its removal", diff.Entry{Status: "processing", At: now.UnixNano(), Missed: 1}},
+	}
+	for _, tt := range entries {
+		t.Run(tt.name, func(t *testing.T) {
+			if n := testing.AllocsPerRun(20, func() { encoded = encodeEntry(nil, tt.e) }); n != 1 {
+				t.Errorf("encoding the snapshot entry took %v allocations, want 1", n)
+			}
+			if got, err := decodeEntry(encoded, nil); err != nil || got != tt.e {
+				t.Errorf("round trip: %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestSnapshotEntryWithLeadingNULRoundTrips: a status that starts with a NUL byte (no
+// API status does; a corrupt or hostile listing might) is stored so that it reads back
+// as it was, not as a corrupt entry.
+func TestSnapshotEntryWithLeadingNULRoundTrips(t *testing.T) {
+	for _, e := range []diff.Entry{
+		{Status: "\x00ready", At: 7},
+		{Status: "\x00", At: 7, Missed: 1},
+	} {
+		if got, err := decodeEntry(encodeEntry(nil, e), nil); err != nil || got != e {
+			t.Errorf("round trip of %q (missed %d): %q (missed %d), %v", e.Status, e.Missed, got.Status, got.Missed, err)
+		}
+	}
+}
