@@ -21,10 +21,10 @@ import (
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
-// countingQueue is the real store seen through delivery.Queue: it counts what the
+// storeSpy is the real store seen through delivery.Queue: it counts what the
 // dispatcher reads, and stalls every settle transaction while stall is open (a disk
 // whose writes hang).
-type countingQueue struct {
+type storeSpy struct {
 	*store.Store
 	reads atomic.Int64 // Pending calls
 	read  atomic.Int64 // records Pending returned
@@ -32,14 +32,14 @@ type countingQueue struct {
 	fail  error // when set, every Settle fails with it
 }
 
-func (q *countingQueue) Pending(sink string, afterSeq uint64, limit int) ([]store.Record, error) {
+func (q *storeSpy) Pending(sink string, afterSeq uint64, limit int) ([]store.Record, error) {
 	recs, err := q.Store.Pending(sink, afterSeq, limit)
 	q.reads.Add(1)
 	q.read.Add(int64(len(recs)))
 	return recs, err
 }
 
-func (q *countingQueue) Settle(sink string, s store.Settlement) error {
+func (q *storeSpy) Settle(sink string, s store.Settlement) error {
 	if q.stall != nil {
 		<-q.stall
 	}
@@ -65,7 +65,7 @@ func backlog(t *testing.T, st *store.Store, n, keys int) {
 // reads, not one per delivered event, and drains completely in per-export order.
 func TestBacklogPastTheWindowIsReadInWindowSizedBatches(t *testing.T) {
 	const n, keys = 10_000, 500
-	q := &countingQueue{Store: newStore(t)}
+	q := &storeSpy{Store: newStore(t)}
 	backlog(t, q.Store, n, keys)
 	gate := make(chan struct{})
 	var mu sync.Mutex
@@ -132,7 +132,7 @@ func TestQueuedCountTruthfulWhileTheDiskStalls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := &countingQueue{Store: newStore(t), stall: make(chan struct{})}
+			q := &storeSpy{Store: newStore(t), stall: make(chan struct{})}
 			backlog(t, q.Store, n, 1000)
 			gate := make(chan struct{})
 			var calls atomic.Int64
@@ -289,9 +289,9 @@ func TestDispatcherWaitingIsIdle(t *testing.T) {
 				calls, _, _, _, _ := fake.get()
 				return len(calls) > 0 && tt.ready(st, d)
 			})
-			before := bridgetest.ProcessCPU(t)
+			before := bridgetest.CPUTime(t)
 			time.Sleep(window)
-			used := bridgetest.ProcessCPU(t) - before
+			used := bridgetest.CPUTime(t) - before
 			close(release)
 			if err := stop(); err != nil {
 				t.Fatal(err)
@@ -512,7 +512,7 @@ func TestOutcomesSettledWhileTheDiskStalledAreWrittenByStop(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := &countingQueue{Store: newStore(t), stall: make(chan struct{})}
+			q := &storeSpy{Store: newStore(t), stall: make(chan struct{})}
 			enqueue(t, q.Store, evt("X1", "X"), evt("A1", "A"), evt("B1", "B"))
 			fake := newFake(func(_ context.Context, e event.Event, _ int) error {
 				if e.ID == "B1" {
@@ -565,7 +565,7 @@ func TestErrorOfInvalidUTF8IsCutSafely(t *testing.T) {
 func TestStopReportsBothAStuckSinkAndAFailedSettle(t *testing.T) {
 	defer delivery.SetAfterCancel(50 * time.Millisecond)()
 	errDisk := errors.New("disk says no")
-	q := &countingQueue{Store: newStore(t), fail: errDisk}
+	q := &storeSpy{Store: newStore(t), fail: errDisk}
 	enqueue(t, q.Store, evt("A1", "A"), evt("B1", "B"))
 	release := make(chan struct{})
 	defer close(release)
