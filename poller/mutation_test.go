@@ -3,7 +3,6 @@ package poller_test
 // Tests that kill mutants scripts/mutation.sh found alive in ./poller (issue 17).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/store"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 // TestUnsetIntervalsTakeTheirDefaults: a poller given no POLL_INTERVAL polls every
@@ -201,23 +201,12 @@ func TestCommitFailureReachesHealth(t *testing.T) {
 }
 
 // logLines is a concurrency-safe JSON log capture.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ bridgetest.SyncBuf }
 
 // with returns the lines whose message is msg.
 func (l *logLines) with(msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)
