@@ -4,7 +4,7 @@
 // asserts the delivery invariant under crashes, outages, API faults, a full disk and a
 // soak. It only runs when EXPORTBRIDGE_CHAOS is "short" or "full":
 //
-//	EXPORTBRIDGE_CHAOS=short go test -timeout 10m ./test/chaos/
+//	EXPORTBRIDGE_CHAOS=short go test -timeout 20m ./test/chaos/
 //	EXPORTBRIDGE_CHAOS=full  go test -timeout 90m ./test/chaos/
 //
 // See RELIABILITY.md at the root of the module for the scenarios and the figures.
