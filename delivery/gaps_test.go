@@ -13,6 +13,7 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/sinks"
+	"github.com/exportbridge/exportbridge/store"
 )
 
 // TestRetryAfterLongerThanBackoffHonoured: a sink's Retry-After longer than the backoff
@@ -77,21 +78,8 @@ func TestShortRetryAfterIsNotLate(t *testing.T) {
 // An error exactly as long as the kept maximum (1,000 bytes) is kept whole.
 func TestErrorOfMaximumLengthKeptWhole(t *testing.T) {
 	msg := strings.Repeat("x", 1000)
-	st := newStore(t)
-	enqueue(t, st, evt("A1", "A"))
-	fake := newFake(func(context.Context, event.Event, int) error { return sinks.Permanent(errors.New(msg)) })
-	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake})
-	stop := start(t, d)
-	waitIdle(t, d)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	dl, err := st.DeadLetters(sinkName)
-	if err != nil || len(dl) != 1 {
-		t.Fatalf("DeadLetters = %d, %v; want 1", len(dl), err)
-	}
-	if dl[0].LastError != msg {
-		t.Errorf("last error of %d bytes kept as %d bytes: %.40q…", len(msg), len(dl[0].LastError), dl[0].LastError)
+	if got := deadLetterAfter(t, sinks.Permanent(errors.New(msg))).LastError; got != msg {
+		t.Errorf("last error of %d bytes kept as %d bytes: %.40q…", len(msg), len(got), got)
 	}
 }
 
@@ -119,4 +107,24 @@ func TestDeadLetterGaugeFollowsPurge(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// deadLetterAfter delivers one event to a sink that fails it with err (a permanent
+// error) and returns its dead letter.
+func deadLetterAfter(t *testing.T, err error) store.Record {
+	t.Helper()
+	st := newStore(t)
+	enqueue(t, st, evt("A1", "A"))
+	fake := newFake(func(context.Context, event.Event, int) error { return err })
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake})
+	stop := start(t, d)
+	waitIdle(t, d)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := st.DeadLetters(sinkName)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("DeadLetters = %d, %v; want 1", len(dl), err)
+	}
+	return dl[0]
 }

@@ -539,23 +539,8 @@ func TestOutcomesSettledWhileTheDiskStalledAreWrittenByStop(t *testing.T) {
 // TestErrorOfInvalidUTF8IsCutSafely: a sink error longer than the kept maximum and made
 // of bytes that are not UTF-8 (a response body, say) is cut, not a crash.
 func TestErrorOfInvalidUTF8IsCutSafely(t *testing.T) {
-	st := newStore(t)
-	enqueue(t, st, evt("A1", "A"))
-	fake := newFake(func(context.Context, event.Event, int) error {
-		return sinks.Permanent(errors.New(strings.Repeat("\x80", 1500)))
-	})
-	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake})
-	stop := start(t, d)
-	waitIdle(t, d)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	dl, err := st.DeadLetters(sinkName)
-	if err != nil || len(dl) != 1 {
-		t.Fatalf("DeadLetters = %d, %v; want 1", len(dl), err)
-	}
-	if len(dl[0].LastError) > 1000+len("…") {
-		t.Errorf("kept error of %d bytes, want at most about 1,000", len(dl[0].LastError))
+	if got := deadLetterAfter(t, sinks.Permanent(errors.New(strings.Repeat("\x80", 1500)))).LastError; len(got) > 1000+len("…") {
+		t.Errorf("kept error of %d bytes, want at most about 1,000", len(got))
 	}
 }
 

@@ -25,7 +25,7 @@ type account struct {
 	client *plugchoice.Client
 	st     *natsstore.Store // the account's view of the store, unfenced
 	h      *held
-	opts   poller.Options // Store and Client are fenced per lease taken
+	opts   poller.Options // Client is a.client; pollTerm fences Store and Client per lease taken
 	lists  listings       // its full listing in progress, for the status page
 }
 
@@ -85,17 +85,10 @@ func (b *bridge) runAccounts(ctx context.Context) {
 	defer func() { stopFollow(); <-followed }()
 	lease.Spread(ctx, lease.SpreadOptions{KV: b.ha.kv, Keys: keys, Holder: b.ha.holder, Logger: b.log}, func(ctx context.Context, key string, l *lease.Lease) error {
 		a := byKey[key]
-		a.h.cur.Store(l)
-		defer a.h.cur.Store(nil)
-		o := a.opts
-		o.Store = a.st.Fenced(a.h.check)
-		o.Client = fencedLister{Lister: a.client, h: a.h}
-		p, err := poller.New(o)
-		if err != nil {
+		if err := pollTerm(ctx, l, a.h, a.opts, a.st, a.opts.Logger); err != nil {
 			return fmt.Errorf("account %s: %w", a.cfg.Name, err)
 		}
-		o.Logger.Info("polling: this replica holds the account lease", "tracked", p.Tracked())
-		return p.Run(ctx)
+		return nil
 	})
 }
 

@@ -257,24 +257,30 @@ func (b *bridge) runPoller(ctx context.Context) {
 		b.runAccounts(ctx) // the config file's accounts: spread between the replicas
 		return
 	}
-	key := "poller." + natsstore.Token(natsstore.DefaultAccount)
 	fctx, stopFollow := context.WithCancel(ctx)
 	followed := make(chan struct{})
 	go func() { defer close(followed); b.followPolls(fctx) }()
 	defer func() { stopFollow(); <-followed }()
-	lease.Hold(ctx, lease.HoldOptions{KV: b.ha.kv, Key: key, Holder: b.ha.holder, Logger: b.log}, func(ctx context.Context, l *lease.Lease) error {
-		b.ha.poller.cur.Store(l)
-		defer b.ha.poller.cur.Store(nil)
-		o := b.pollOpts
-		o.Store = b.ha.st.Fenced(b.ha.poller.check)
-		o.Client = fencedLister{Lister: o.Client, h: b.ha.poller}
-		p, err := poller.New(o)
-		if err != nil {
-			return err
-		}
-		b.log.Info("polling: this replica holds the account lease", "account", natsstore.DefaultAccount, "tracked", p.Tracked())
-		return p.Run(ctx)
+	log := b.log.With("account", natsstore.DefaultAccount)
+	lease.Hold(ctx, lease.HoldOptions{KV: b.ha.kv, Key: leaseKeyOf(natsstore.DefaultAccount), Holder: b.ha.holder, Logger: b.log}, func(ctx context.Context, l *lease.Lease) error {
+		return pollTerm(ctx, l, b.ha.poller, b.pollOpts, b.ha.st, log)
 	})
+}
+
+// pollTerm polls one account for one lease term: l is held in h (which fences the
+// account's store st and its API client), and the poller is built afresh from the
+// stored snapshot, so a term starts from what the last holder committed.
+func pollTerm(ctx context.Context, l *lease.Lease, h *held, o poller.Options, st *natsstore.Store, log *slog.Logger) error {
+	h.cur.Store(l)
+	defer h.cur.Store(nil)
+	o.Store = st.Fenced(h.check)
+	o.Client = fencedLister{Lister: o.Client, h: h}
+	p, err := poller.New(o)
+	if err != nil {
+		return err
+	}
+	log.Info("polling: this replica holds the account lease", "tracked", p.Tracked())
+	return p.Run(ctx)
 }
 
 // wakeSubject is a core NATS subject on which a replica that queued events (or replayed
