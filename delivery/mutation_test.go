@@ -526,9 +526,10 @@ func TestBatchingSinkCalls(t *testing.T) {
 }
 
 // TestOutcomesSettledWhileTheDiskStalledAreWrittenByStop: outcomes that pile up while a
-// settle transaction hangs are all written once it is through, at the latest when the
-// dispatcher stops: a delivered event is not left to be re-delivered, a failed attempt
-// or dead letter is not forgotten.
+// settle transaction hangs are all written by the stop that waits for it: a delivered
+// event is not left to be re-delivered, a failed attempt or dead letter is not
+// forgotten. A1 and B1 are delivered only once X1's ack is being written (alone), and
+// the dispatcher is stopped before that write is through.
 func TestOutcomesSettledWhileTheDiskStalledAreWrittenByStop(t *testing.T) {
 	tests := []struct {
 		name string
@@ -556,7 +557,10 @@ func TestOutcomesSettledWhileTheDiskStalledAreWrittenByStop(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := &storeSpy{Store: newStore(t), stall: make(chan struct{})}
 			enqueue(t, q.Store, evt("X1", "X"), evt("A1", "A"), evt("B1", "B"))
-			fake := newFake(func(_ context.Context, e event.Event, _ int) error {
+			fake := newFake(func(ctx context.Context, e event.Event, _ int) error {
+				for e.ID != "X1" && len(q.calls()) == 0 && ctx.Err() == nil {
+					time.Sleep(time.Millisecond) // until X1's ack is being written
+				}
 				if e.ID == "B1" {
 					return tt.b1
 				}
@@ -569,9 +573,11 @@ func TestOutcomesSettledWhileTheDiskStalledAreWrittenByStop(t *testing.T) {
 			waitFor(t, "B1's outcome handled", func() bool {
 				return logs.find("will retry") != nil || logs.find("dead-letter") != nil
 			})
-			close(q.stall)
-			if err := stop(); err != nil {
+			if err := stopThenRelease(stop, q.stall); err != nil {
 				t.Fatal(err)
+			}
+			if c := q.calls(); len(c) == 0 || c[0].acks != 1 || c[0].attempts+c[0].dead != 0 {
+				t.Fatalf("settle transactions %+v, want X1's ack alone first", c)
 			}
 			tt.want(t, q.Store)
 		})
