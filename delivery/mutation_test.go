@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -614,5 +615,167 @@ func TestStopReportsBothAStuckSinkAndAFailedSettle(t *testing.T) {
 	err := stop()
 	if err == nil || !strings.Contains(err.Error(), "1 deliveries did not return") || !errors.Is(err, errDisk) {
 		t.Errorf("Run = %v, want the stuck delivery and the failed settle", err)
+	}
+}
+
+// TestOneExportsBacklogIsReadInLinearMemory: a backlog of one export (thousands of
+// events in order behind each other) is read into memory at a cost in proportion to its
+// size: the export's queue grows by doubling, not by a copy of the whole queue per event
+// read (quadratic: gigabytes for a few thousand records).
+func TestOneExportsBacklogIsReadInLinearMemory(t *testing.T) {
+	const n = 2000
+	st := newStore(t)
+	backlog(t, st, n, 1)
+	gate := make(chan struct{})
+	defer close(gate)
+	fake := newFake(func(ctx context.Context, _ event.Event, _ int) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	q := &storeSpy{Store: st}
+	d := delivery.NewDispatcher(q, delivery.DispatcherOptions{Sink: fake, Grace: -1})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	stop := start(t, d)
+	// The dispatcher reads its outbox before its first delivery.
+	waitFor(t, "the first delivery in flight", func() bool { _, _, n, _, _ := fake.get(); return n == 1 })
+	runtime.ReadMemStats(&after)
+	if got := q.read.Load(); got != n {
+		t.Fatalf("%d records read, want the backlog of %d", got, n)
+	}
+	perRecord := (after.TotalAlloc - before.TotalAlloc) / n
+	t.Logf("%d bytes allocated per record read", perRecord)
+	// Healthy: the record decoded and its share of the doubling queue, a few KB at most;
+	// a copy of the queue per record: about n/2 records' worth (hundreds of KB) each.
+	if perRecord > 32<<10 {
+		t.Errorf("%d bytes allocated per record of a backlog of %d on one export, want at most 32 KiB", perRecord, n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSettleTransactionHoldsAtMostSettleMax: while deliveries are in flight and the
+// settle interval has not passed, the outcomes are written as soon as SettleMax (4,096)
+// have gathered, in a transaction of exactly that many, not one more.
+func TestSettleTransactionHoldsAtMostSettleMax(t *testing.T) {
+	defer delivery.SetSettleEvery(time.Hour)() // only the count, or an idle sink, writes
+	const n = delivery.SettleMax + 500
+	q := &storeSpy{Store: newStore(t)}
+	backlog(t, q.Store, n, 100)
+	fake := newFake(func(context.Context, event.Event, int) error { return nil })
+	// Concurrency 1: one outcome per turn of the dispatcher's loop, so the count is
+	// checked after each one.
+	d := delivery.NewDispatcher(q, delivery.DispatcherOptions{Sink: fake, Concurrency: 1})
+	stop := start(t, d)
+	waitIdle(t, d)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	sum, largest := 0, 0
+	for _, c := range q.calls() {
+		sizes = append(sizes, c.acks)
+		sum += c.acks
+		largest = max(largest, c.acks)
+	}
+	t.Logf("settle transactions of %v acks", sizes)
+	if sum != n {
+		t.Fatalf("%d acks written, want %d", sum, n)
+	}
+	if largest != delivery.SettleMax {
+		t.Errorf("largest settle transaction of %d outcomes, want exactly %d (written once that many gathered)", largest, delivery.SettleMax)
+	}
+}
+
+// TestOutcomesOfABusySinkAreSettledEveryInterval: while a sink is kept busy (a delivery
+// in flight all the time, outcomes arriving every few milliseconds), its outcomes are
+// still written every settle interval, counted from the oldest one waiting, not
+// postponed by each new outcome until the sink pauses.
+func TestOutcomesOfABusySinkAreSettledEveryInterval(t *testing.T) {
+	const every = 300 * time.Millisecond
+	defer delivery.SetSettleEvery(every)()
+	const n = 400 // 5 ms each: a busy spell of 2 s or more
+	q := &storeSpy{Store: newStore(t)}
+	backlog(t, q.Store, n, 20)
+	var mu sync.Mutex
+	var first, last time.Time
+	fake := newFake(func(context.Context, event.Event, int) error {
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		last = time.Now()
+		return nil
+	})
+	d := delivery.NewDispatcher(q, delivery.DispatcherOptions{Sink: fake, Concurrency: 1})
+	stop := start(t, d)
+	waitIdle(t, d)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	marks := []time.Time{first}
+	for _, c := range q.calls() {
+		if c.at.After(first) && c.at.Before(last) {
+			marks = append(marks, c.at)
+		}
+	}
+	marks = append(marks, last)
+	mu.Unlock()
+	var gap time.Duration
+	for i := 1; i < len(marks); i++ {
+		gap = max(gap, marks[i].Sub(marks[i-1]))
+	}
+	busy := last.Sub(first)
+	t.Logf("busy for %v; %d settle transactions meanwhile, longest time without one %v", busy, len(marks)-2, gap)
+	if busy < 4*every {
+		t.Fatalf("the sink was busy for %v only, want at least %v", busy, 4*every)
+	}
+	// Healthy: the interval plus a transaction's time. Postponed by each outcome: the
+	// whole busy spell.
+	if gap > 5*every/2 {
+		t.Errorf("%v without a settle transaction while the sink was busy for %v, want at most %v (settle interval %v)", gap, busy, 5*every/2, every)
+	}
+}
+
+// TestOutcomeIsSettledWhileAnotherDeliveryHangs: a delivered event is settled within
+// the settle interval (20 ms) even while another delivery stays in flight, not only at
+// the next rescan of the outbox (1 s) or when that delivery returns.
+func TestOutcomeIsSettledWhileAnotherDeliveryHangs(t *testing.T) {
+	st := newStore(t)
+	enqueue(t, st, evt("A1", "A"), evt("B1", "B"))
+	gate := make(chan struct{})
+	defer close(gate)
+	fake := newFake(func(ctx context.Context, e event.Event, _ int) error {
+		if e.ID != "B1" {
+			return nil
+		}
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	d := delivery.NewDispatcher(st, delivery.DispatcherOptions{Sink: fake, Concurrency: 2, Grace: -1})
+	stop := start(t, d)
+	waitFor(t, "A1 delivered, B1 in flight", func() bool { return fake.isDelivered("A1") && fake.callsOf("B1") == 1 })
+	t0 := time.Now()
+	waitFor(t, "A1 settled", func() bool { ids := pendingIDs(t, st); return len(ids) == 1 && ids[0] == "B1" })
+	took := time.Since(t0)
+	t.Logf("A1 settled %v after its delivery was seen", took)
+	// Healthy: 20 ms and a transaction; at the next rescan: up to 1 s.
+	if took > 500*time.Millisecond {
+		t.Errorf("A1 settled %v after its delivery while B1 was in flight, want well under the 1 s rescan", took)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
