@@ -663,7 +663,7 @@ func TestOneExportsBacklogIsReadInLinearMemory(t *testing.T) {
 // settle interval has not passed, the outcomes are written as soon as SettleMax (4,096)
 // have gathered, in a transaction of exactly that many, not one more.
 func TestSettleTransactionHoldsAtMostSettleMax(t *testing.T) {
-	defer delivery.SetSettleEvery(time.Hour)() // only the count, or an idle sink, writes
+	t.Cleanup(delivery.SetSettleEvery(time.Hour)) // only the count, or an idle sink, writes; restored after the stop
 	const n = delivery.SettleMax + 500
 	q := &storeSpy{Store: newStore(t)}
 	backlog(t, q.Store, n, 100)
@@ -698,8 +698,8 @@ func TestSettleTransactionHoldsAtMostSettleMax(t *testing.T) {
 // postponed by each new outcome until the sink pauses.
 func TestOutcomesOfABusySinkAreSettledEveryInterval(t *testing.T) {
 	const every = 300 * time.Millisecond
-	defer delivery.SetSettleEvery(every)()
-	const n = 400 // 5 ms each: a busy spell of 2 s or more
+	t.Cleanup(delivery.SetSettleEvery(every)) // restored after the stop (cleanups run last first)
+	const n = 400                             // 5 ms each: a busy spell of 2 s or more
 	q := &storeSpy{Store: newStore(t)}
 	backlog(t, q.Store, n, 20)
 	var mu sync.Mutex
