@@ -2,7 +2,8 @@ package delivery_test
 
 // Tests that kill mutants scripts/mutation.sh found alive in ./delivery (issue 17): the
 // memory window over a large backlog, the queued count while the disk stalls, the
-// breaker's probe schedule, an idle down sink, and batching sinks.
+// breaker's probe schedule, an idle down sink, batching sinks, and the settle
+// transactions' bounds (every 20 ms while deliveries are in flight, at most 4,096).
 
 import (
 	"context"
@@ -698,8 +699,9 @@ func TestSettleTransactionHoldsAtMostSettleMax(t *testing.T) {
 // postponed by each new outcome until the sink pauses.
 func TestOutcomesOfABusySinkAreSettledEveryInterval(t *testing.T) {
 	const every = 300 * time.Millisecond
-	t.Cleanup(delivery.SetSettleEvery(every)) // restored after the stop (cleanups run last first)
-	const n = 400                             // 5 ms each: a busy spell of 2 s or more
+	// Restored after the stop (cleanups run last first).
+	t.Cleanup(delivery.SetSettleEvery(every))
+	const n = 400 // 5 ms each: a busy spell of 2 s or more
 	q := &storeSpy{Store: newStore(t)}
 	backlog(t, q.Store, n, 20)
 	var mu sync.Mutex
