@@ -192,12 +192,14 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 	if p, ok := w.Data["previous_status"]; ok && p != nil {
 		ev["previous_status"] = p
 	}
-	exp := map[string]any{}
-	var bridge map[string]any
+	var exp, bridge map[string]any
 	if strings.HasPrefix(short, "bridge.") {
 		bridge = bridgeOf(w.Data)
 	} else if x, ok := w.Data["export"].(map[string]any); ok {
 		exp = x
+	}
+	if exp == nil {
+		exp = map[string]any{}
 	}
 	if bridge == nil {
 		bridge = map[string]any{}
