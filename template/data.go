@@ -68,18 +68,50 @@ var envelopeNames = [...]string{"specversion", "id", "source", "type", "subject"
 
 // decodeWire reads the envelope and its data in one pass (decodeJSON), in Slack mode
 // with every string escaped for Slack. The envelope itself is not made a map: its
-// attributes are picked as they are read.
+// attributes are picked as they are read, the string ones without boxing them in an
+// interface (a repeated attribute counts once: the last one, as in a map).
 func decodeWire(body []byte, mode Mode) (*wire, error) {
-	var env [len(envelopeNames)]any
+	w := &wire{}
+	attrs := [...]*string{&w.SpecVersion, &w.ID, &w.Source, &w.Type, &w.Subject, &w.Time, &w.Account}
+	var (
+		bad  [len(envelopeNames)]string // the Go type of an attribute of the wrong kind
+		data any
+	)
 	d := jsonDecoder{b: body, src: string(body), slack: mode == Slack}
 	d.space()
 	if d.i < len(d.b) && d.b[d.i] == '{' {
-		if err := d.members(func(k string, v any) {
-			for i, n := range envelopeNames {
-				if n == k {
-					env[i] = v
-				}
+		if err := d.fields(func(k string) error {
+			i := 0
+			for i < len(envelopeNames) && envelopeNames[i] != k {
+				i++
 			}
+			if i < len(attrs) && d.i < len(d.b) && d.b[d.i] == '"' {
+				s, err := d.str()
+				*attrs[i], bad[i] = s, ""
+				return err
+			}
+			v, err := d.value(1)
+			if err != nil || i == len(envelopeNames) {
+				return err
+			}
+			bad[i] = ""
+			switch x := v.(type) {
+			case nil:
+				if i < len(attrs) {
+					*attrs[i] = ""
+				}
+			case map[string]any:
+				if i == len(attrs) {
+					break
+				}
+				bad[i] = fmt.Sprintf("%T", x)
+			default:
+				bad[i] = fmt.Sprintf("%T", x)
+			}
+			if i == len(attrs) {
+				data = v
+			}
+			return nil
 		}); err != nil {
 			return nil, err
 		}
@@ -96,23 +128,15 @@ func decodeWire(body []byte, mode Mode) (*wire, error) {
 	if d.i != len(d.b) {
 		return nil, d.errorf("invalid character %q after top-level value", d.b[d.i])
 	}
-	w := &wire{}
-	for i, to := range [...]*string{&w.SpecVersion, &w.ID, &w.Source, &w.Type, &w.Subject, &w.Time, &w.Account} {
-		switch x := env[i].(type) {
-		case string:
-			*to = x
-		case nil:
-		default:
-			return nil, fmt.Errorf("attribute %s is a %T (expected a string)", envelopeNames[i], x)
+	for i := range attrs {
+		if bad[i] != "" {
+			return nil, fmt.Errorf("attribute %s is a %s (expected a string)", envelopeNames[i], bad[i])
 		}
 	}
-	switch x := env[len(env)-1].(type) {
-	case map[string]any:
-		w.Data = x
-	case nil:
-	default:
-		return nil, fmt.Errorf("data is a %T (expected an object)", x)
+	if bad[len(attrs)] != "" {
+		return nil, fmt.Errorf("data is a %s (expected an object)", bad[len(attrs)])
 	}
+	w.Data, _ = data.(map[string]any)
 	return w, nil
 }
 
@@ -168,12 +192,14 @@ func NewData(e event.Event, sink string, mode Mode) (*Data, error) {
 	if p, ok := w.Data["previous_status"]; ok && p != nil {
 		ev["previous_status"] = p
 	}
-	exp := map[string]any{}
-	var bridge map[string]any
+	var exp, bridge map[string]any
 	if strings.HasPrefix(short, "bridge.") {
 		bridge = bridgeOf(w.Data)
 	} else if x, ok := w.Data["export"].(map[string]any); ok {
 		exp = x
+	}
+	if exp == nil {
+		exp = map[string]any{}
 	}
 	if bridge == nil {
 		bridge = map[string]any{}

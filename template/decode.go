@@ -117,6 +117,19 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 func (d *jsonDecoder) members(put func(k string, v any)) error { return d.membersDepth(0, put) }
 
 func (d *jsonDecoder) membersDepth(depth int, put func(k string, v any)) error {
+	return d.fields(func(k string) error {
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return err
+		}
+		put(k, v)
+		return nil
+	})
+}
+
+// fields reads the object at d.i (its '{' included); for each member it reads the key
+// and the colon, and read reads the value (all of it: d.i after it).
+func (d *jsonDecoder) fields(read func(k string) error) error {
 	d.i++ // {
 	d.space()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
@@ -144,11 +157,9 @@ func (d *jsonDecoder) membersDepth(depth int, put func(k string, v any)) error {
 		}
 		d.i++
 		d.space()
-		v, err := d.value(depth + 1)
-		if err != nil {
+		if err := read(k); err != nil {
 			return err
 		}
-		put(k, v)
 		d.space()
 		if d.i >= len(d.b) {
 			return errEnd

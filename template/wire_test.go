@@ -43,6 +43,7 @@ func FuzzDecodeWire(f *testing.F) {
 	for _, s := range []string{
 		`{"specversion":"1.0","id":"a","source":"s","type":"com.plugchoice.export.ready","subject":"u","time":"t","data":{"export":{"uuid":"u"}}}`,
 		`{"id":1}`, `{"id":"a","id":null}`, `{"data":[]}`, `[1]`, `"x"`, `{"id":"a"} x`, `{"id":"a",}`, `{"id":"<b>","data":{"k<":"&"}}`, ``, `{`,
+		`{"id":1,"id":"a"}`, `{"id":"a","id":1}`, `{"data":1,"data":{}}`, `{"data":{},"data":null}`, `{"id":{},"x":[1]}`, `{"time":"t","time":null,"account":"a\u0041"}`,
 	} {
 		f.Add([]byte(s))
 	}

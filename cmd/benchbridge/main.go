@@ -7,7 +7,7 @@
 //
 //	benchbridge requests   [-sizes 1000,10000,100000] [-cycles 20] [-full-cycles 3]
 //	benchbridge latency    [-changes 100] [-interval 1s] [-active 0]
-//	benchbridge throughput [-events 10000] [-runs 3] [-sinks stdout,webhook,nats,jetstream]
+//	benchbridge throughput [-events 10000] [-runs 3] [-sinks stdout,webhook,nats,jetstream] [-receiver-delay 0]
 //	benchbridge resources  -bin ./exportbridge [-exports 100000] [-interval 5s] [-window 60s] [-restarts 3]
 //	benchbridge accounts   -bin ./exportbridge [-accounts 10] [-exports 10000] [-replicas 2] [-interval 5s] [-window 30s]
 //	benchbridge budget     [-exports 10000]
@@ -70,8 +70,12 @@ func run(args []string) error {
 		runs := fs.Int("runs", 3, "runs per sink")
 		sinkList := fs.String("sinks", "stdout,webhook,nats,jetstream", "sinks to measure")
 		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		delay := fs.Duration("receiver-delay", 0, "how long the webhook receivers take to answer (a remote endpoint's round trip); 0: at once, on loopback")
 		if err := fs.Parse(rest); err != nil {
 			return err
+		}
+		if *delay < 0 {
+			return fmt.Errorf("-receiver-delay %s: expected a duration of 0 or more", *delay)
 		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
@@ -84,7 +88,7 @@ func run(args []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		return benchThroughput(ctx, os.Stdout, *events, *runs, strings.Split(*sinkList, ","))
+		return benchThroughput(ctx, os.Stdout, *events, *runs, strings.Split(*sinkList, ","), *delay)
 	case "resources":
 		bin := fs.String("bin", "", "path to a built exportbridge binary (go build -o ... ./cmd/exportbridge)")
 		exports := fs.Int("exports", 100_000, "exports tracked")

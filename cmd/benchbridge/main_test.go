@@ -20,6 +20,7 @@ func TestRunErrors(t *testing.T) {
 		{"resources without bin", []string{"resources"}, "-bin is required"},
 		{"unknown sink", []string{"throughput", "-sinks", "kafka", "-events", "10", "-runs", "1"}, `unknown sink "kafka"`},
 		{"bad flag", []string{"latency", "-changes", "many"}, "invalid value"},
+		{"negative receiver delay", []string{"throughput", "-receiver-delay", "-2ms"}, "-receiver-delay -2ms: expected a duration of 0 or more"},
 		{"missing binary", []string{"resources", "-bin", "/nonexistent/exportbridge", "-exports", "30"}, "start /nonexistent/exportbridge"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,6 +44,7 @@ func TestModesSmall(t *testing.T) {
 	}{
 		{"requests", []string{"requests", "-sizes", "100,300", "-cycles", "3", "-full-cycles", "1"}},
 		{"throughput", []string{"throughput", "-events", "60", "-runs", "1"}},
+		{"throughput, remote receivers", []string{"throughput", "-events", "60", "-runs", "1", "-sinks", "webhook", "-receiver-delay", "2ms"}},
 		{"latency", []string{"latency", "-changes", "3", "-interval", "200ms"}},
 		{"latency active", []string{"latency", "-changes", "3", "-interval", "1m", "-active", "200ms"}},
 		{"stores", []string{"stores", "-events", "60", "-changes", "3", "-runs", "1"}},

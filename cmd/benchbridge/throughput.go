@@ -66,9 +66,15 @@ type target struct {
 }
 
 // benchThroughput: a burst of n transitions detected in one cycle, delivered to each
-// sink by the real dispatcher, next to a plain-client loop over the same bodies.
-func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []string) error {
+// sink by the real dispatcher, next to a plain-client loop over the same bodies. The
+// webhook receivers answer after delay: 0 is the loopback worst case, where the sink's
+// CPU (and the receiver's, in the same process) bounds the rate; a few milliseconds is an
+// endpoint across a network, where the round trip does.
+func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []string, delay time.Duration) error {
 	fmt.Fprintf(w, "# throughput: burst of %d transitions in one cycle, %d runs per sink (events/s)\n", n, runs)
+	if delay > 0 {
+		fmt.Fprintf(w, "# webhook receivers answer after %s (-receiver-delay)\n", delay)
+	}
 	fmt.Fprintf(w, "# the sinks take turns within each run (run 1 of every sink, then run 2, ...)\n")
 	fmt.Fprintf(w, "%-13s %12s %12s %12s %8s %14s %12s\n", "sink", "sink-med", "ceiling-med", "raw-med", "ratio", "cycle-med", "cycle-reqs")
 	type series struct {
@@ -83,7 +89,7 @@ func benchThroughput(ctx context.Context, w io.Writer, n, runs int, names []stri
 	}
 	for r := 0; r < runs; r++ {
 		for _, name := range names {
-			tg, err := newTarget(ctx, name)
+			tg, err := newTarget(ctx, name, delay)
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", name, err)
 			}
@@ -219,7 +225,7 @@ func burst(ctx context.Context, n int, tg *target) (burstResult, error) {
 	return res, nil
 }
 
-func newTarget(ctx context.Context, name string) (*target, error) {
+func newTarget(ctx context.Context, name string, delay time.Duration) (*target, error) {
 	switch name {
 	case "stdout":
 		return &target{
@@ -245,6 +251,14 @@ func newTarget(ctx context.Context, name string) (*target, error) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			got.Add(1)
+			if delay > 0 {
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+					t.Stop()
+				}
+			}
 			w.WriteHeader(http.StatusNoContent)
 		}))
 		key := []byte("benchbridge-throughput-secret!!!")
