@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,50 @@ func TestSnapshotEntryWithLeadingNULRoundTrips(t *testing.T) {
 		if got, err := decodeEntry(encodeEntry(nil, e), nil); err != nil || got != e {
 			t.Errorf("round trip of %q (missed %d): %q (missed %d), %v", e.Status, e.Missed, got.Status, got.Missed, err)
 		}
+	}
+}
+
+// TestPendingHoldsNoSpareRecords: Pending counts what it will return before decoding,
+// so the slice a dispatcher keeps as its window is exactly as large as what it holds:
+// no slack from growing it record by record (a 1,000-record read would hold 1,024), and
+// never the size of the whole backlog when a limit is given.
+func TestPendingHoldsNoSpareRecords(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	evs := make([]event.Event, 1000)
+	for i := range evs {
+		evs[i] = event.Event{ID: fmt.Sprintf("ev-%04d", i), Type: "export.ready",
+			Subject: "u", Status: "ready", DetectedAt: time.Unix(1, 0), Body: []byte(`{}`)}
+	}
+	if err := s.Enqueue("hook", evs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		after    uint64
+		limit    int
+		wantLen  int
+		wantSeq1 uint64
+	}{
+		{"everything", 0, 0, 1000, 1},
+		{"a window of 10", 0, 10, 10, 1},
+		{"a window of 10 after 500", 500, 10, 10, 501},
+		{"the rest after 990", 990, 0, 10, 991},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := s.Pending("hook", tc.after, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != tc.wantLen || recs[0].Seq != tc.wantSeq1 {
+				t.Fatalf("Pending(hook, %d, %d) = %d records from seq %d, want %d from %d", tc.after, tc.limit, len(recs), recs[0].Seq, tc.wantLen, tc.wantSeq1)
+			}
+			if cap(recs) != len(recs) {
+				t.Errorf("Pending(hook, %d, %d) holds room for %d records, for %d returned (want no spare room)", tc.after, tc.limit, cap(recs), len(recs))
+			}
+		})
 	}
 }
