@@ -94,6 +94,8 @@ type batch struct {
 	futs []jetstream.PubAckFuture
 	acks []*jetstream.PubAck
 	keys map[string]bool // ordering keys in flight
+	// onAck, when set, is called after each acknowledged publish (progress).
+	onAck func()
 }
 
 const maxInFlight = 1024
@@ -127,6 +129,9 @@ func (b *batch) drain() error {
 		select {
 		case a := <-f.Ok():
 			b.acks = append(b.acks, a)
+			if b.onAck != nil {
+				b.onAck()
+			}
 		case err := <-f.Err():
 			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
 		case <-b.ctx.Done():

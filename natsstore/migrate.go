@@ -1,7 +1,6 @@
 package natsstore
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +72,15 @@ func Migrate(from *store.Store, s *Store, progress func(sink string, queued, dea
 		return Migration{}, fmt.Errorf("migrate: %w", err)
 	}
 	m.SinkNames = sinks
+	stats, err := from.Stats()
+	if err != nil {
+		return Migration{}, fmt.Errorf("migrate: %w", err)
+	}
+	done, total := 0, 0
+	for _, sink := range sinks {
+		total += stats.Outbox[sink] + stats.DeadLetters[sink]
+	}
+	onAck := func() { done++; s.o.Progress(done, max(total, done)) }
 	for _, sink := range sinks {
 		queued, err := from.Pending(sink, 0, 0)
 		if err != nil {
@@ -82,7 +90,7 @@ func Migrate(from *store.Store, s *Store, progress func(sink string, queued, dea
 		if err != nil {
 			return Migration{}, fmt.Errorf("migrate: %w", err)
 		}
-		if err := s.importQueue(sink, queued, dead); err != nil {
+		if err := s.importQueue(sink, queued, dead, onAck); err != nil {
 			return Migration{}, fmt.Errorf("migrate: sink %s: %w", sink, err)
 		}
 		if d, err := from.Destination(sink); err != nil {
@@ -136,10 +144,10 @@ func Migrate(from *store.Store, s *Store, progress func(sink string, queued, dea
 
 // importQueue appends records to sink's outbox with their attempt state, and dead
 // letters to its DLQ, each with a Nats-Msg-Id derived from its bolt sequence.
-func (s *Store) importQueue(sink string, queued, dead []store.Record) error {
-	ctx, cancel := context.WithTimeout(s.base, s.o.Timeout+time.Duration(len(queued)+len(dead))*time.Millisecond)
+func (s *Store) importQueue(sink string, queued, dead []store.Record, onAck func()) error {
+	ctx, cancel := s.ctxFor(len(queued) + len(dead))
 	defer cancel()
-	b := batch{js: s.js, ctx: ctx}
+	b := batch{js: s.js, ctx: ctx, onAck: onAck}
 	for i := range queued {
 		m, err := recordMsg(outboxSubject(sink), &queued[i], true)
 		if err != nil {

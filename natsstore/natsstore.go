@@ -81,8 +81,13 @@ type Options struct {
 	// Account names the snapshot and poll facts this Store reads and writes (default
 	// "default").
 	Account string
-	// Timeout bounds each call (default 10s).
+	// Timeout bounds each call (default 10s). The calls on many records (MoveQueue,
+	// Replay, Purge, Migrate) get 10 ms more per record.
 	Timeout time.Duration
+	// Progress, when set, is told how far the long operations on many records have
+	// come (MoveQueue, Replay, Purge, Migrate): done of total records, as each one is
+	// written. The commands give it to a progress.Meter.
+	Progress func(done, total int)
 }
 
 // Store is the open JetStream store.
@@ -156,6 +161,9 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	}
 	if o.Account == "" {
 		o.Account = DefaultAccount
+	}
+	if o.Progress == nil {
+		o.Progress = func(int, int) {}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -265,6 +273,17 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.base, s.o.Timeout)
+}
+
+// perRecord is how much longer than Timeout a call on many records may take per
+// record: deleting a dead letter is one JetStream request (about 1 ms on a loaded
+// 2-core machine, race detector on), so ten leave room for a slow server without
+// letting a stuck one hang the command for long.
+const perRecord = 10 * time.Millisecond
+
+// ctxFor bounds a call on n records: Timeout plus perRecord per record.
+func (s *Store) ctxFor(n int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.base, s.o.Timeout+time.Duration(n)*perRecord)
 }
 
 // ---- names ----

@@ -415,12 +415,14 @@ func (s *Store) selectDead(ctx context.Context, sink string, ids []string, all b
 // Replay moves dead letters back to the end of their sink's outbox with attempts reset
 // and the same event (same id and body); see store.Store.Replay.
 func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	dl, err := s.selectDead(ctx, sink, ids, all)
+	sctx, scancel := s.ctx()
+	dl, err := s.selectDead(sctx, sink, ids, all)
+	scancel()
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
+	ctx, cancel := s.ctxFor(len(dl))
+	defer cancel()
 	now := time.Now()
 	b := batch{js: s.js, ctx: ctx}
 	for _, d := range dl {
@@ -445,6 +447,7 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 		if err := deleteMsg(ctx, s.dlq, d.dseq); err != nil {
 			return 0, fmt.Errorf("replay: dead letters: %w", err)
 		}
+		s.o.Progress(i+1, len(dl)) // a dead letter is replayed once it is deleted
 		fresh := acks[i].Sequence
 		refs[ringRef{d.rec.Sink, d.rec.Seq}] = func(o *store.Outcome) { *o = store.Outcome{Sink: o.Sink, Seq: fresh} }
 	}
@@ -456,17 +459,20 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 
 // Purge deletes dead letters, selected as in Replay, and returns how many.
 func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	dl, err := s.selectDead(ctx, sink, ids, all)
+	sctx, scancel := s.ctx()
+	dl, err := s.selectDead(sctx, sink, ids, all)
+	scancel()
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
+	ctx, cancel := s.ctxFor(len(dl))
+	defer cancel()
 	refs := map[ringRef]func(*store.Outcome){}
-	for _, d := range dl {
+	for i, d := range dl {
 		if err := deleteMsg(ctx, s.dlq, d.dseq); err != nil {
 			return 0, fmt.Errorf("purge: %w", err)
 		}
+		s.o.Progress(i+1, len(dl))
 		refs[ringRef{d.rec.Sink, d.rec.Seq}] = func(o *store.Outcome) { o.State = store.StatePurged }
 	}
 	if err := s.followRefs(ctx, refs); err != nil {
@@ -668,7 +674,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue move %s to %s: %w", from, to, err)
 	}
-	ctx, cancel := context.WithTimeout(s.base, s.o.Timeout+time.Duration(len(recs))*time.Millisecond)
+	ctx, cancel := s.ctxFor(len(recs))
 	defer cancel()
 	dl, err := s.deadLetters(ctx, from)
 	if err != nil {
@@ -677,7 +683,8 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 	if len(recs)+len(dl) == 0 {
 		return 0, 0, notFound("queue move %s to %s: sink %s has no queued events or dead letters", from, to, from)
 	}
-	b := batch{js: s.js, ctx: ctx}
+	done, total := 0, len(recs)+len(dl)
+	b := batch{js: s.js, ctx: ctx, onAck: func() { done++; s.o.Progress(done, total) }}
 	for i := range recs {
 		m, err := recordMsg(outboxSubject(to), &recs[i], true)
 		if err != nil {

@@ -58,6 +58,12 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 		if rg, err = s.ringOf(tx); err != nil {
 			return err
 		}
+		total := 0
+		for _, parent := range [][]byte{bktOutbox, bktDead} {
+			if b := tx.Bucket(parent).Bucket([]byte(from)); b != nil {
+				total += b.Stats().KeyN
+			}
+		}
 		if ob := tx.Bucket(bktOutbox).Bucket([]byte(from)); ob != nil {
 			if err := ob.ForEach(func(k, v []byte) error {
 				rec, err := decodeRecord(from, keySeq(k), v)
@@ -69,6 +75,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 					return err
 				}
 				queued++
+				s.report(queued, total)
 				if rg != nil {
 					return rg.moved(from, keySeq(k), to, seq)
 				}
@@ -99,6 +106,7 @@ func (s *Store) MoveQueue(from, to string) (queued, dead int, err error) {
 				}
 				rec.Seq, rec.Sink = seq, to
 				dead++
+				s.report(queued+dead, total)
 				if rg != nil {
 					if err := rg.moved(from, keySeq(k), to, seq); err != nil {
 						return err

@@ -70,6 +70,10 @@ type Options struct {
 	// Recent is how many recent events the ring of the status page keeps (default
 	// DefaultRecent, at most MaxRecent; negative: no ring).
 	Recent int
+	// Progress, when set, is told how far the long operations on many records have
+	// come (MoveQueue, Replay, Purge): done of total records, as each one is handled
+	// (the commit at the end is not counted). The commands give it to a progress.Meter.
+	Progress func(done, total int)
 }
 
 // Store is the open store.
@@ -80,6 +84,7 @@ type Store struct {
 	recent  int                            // ring capacity; 0: no ring
 	ringIdx ringIndex                      // see ringIndex
 	onPoll  atomic.Pointer[func(PollInfo)] // see OnPoll
+	report  func(done, total int)          // Options.Progress, or nothing
 }
 
 type lockedError struct{ dir, path string }
@@ -121,7 +126,10 @@ func Open(dir string, opt Options) (*Store, error) {
 	// bbolt grows the file 16 MB at a time by default; smaller steps keep a small
 	// store's file small, at the cost of a few more (rare) file extensions.
 	db.AllocSize = allocSize
-	s := &Store{db: db, dir: dir, path: path, recent: min(opt.Recent, MaxRecent)}
+	s := &Store{db: db, dir: dir, path: path, recent: min(opt.Recent, MaxRecent), report: opt.Progress}
+	if s.report == nil {
+		s.report = func(int, int) {}
+	}
 	if opt.Recent == 0 {
 		s.recent = DefaultRecent
 	}
@@ -662,7 +670,7 @@ func (s *Store) DeadLetters(sink string) ([]Record, error) {
 // takeDead removes the selected dead letters (ids are event ids; all takes every one)
 // and calls fn with each. An id that matches no dead letter of the selected sinks fails
 // the whole operation with an error wrapping ErrNotFound.
-func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, fn func(rec Record) error) (int, error) {
+func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, report func(done, total int), fn func(rec Record) error) (int, error) {
 	if !all && len(ids) == 0 {
 		return 0, errors.New("no event ids given (expected one or more ids, or all)")
 	}
@@ -670,7 +678,7 @@ func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, fn func(rec Reco
 	for _, id := range ids {
 		want[id] = false
 	}
-	n := 0
+	n, total := 0, 0
 	err := forSinks(tx, bktDead, sink, func(name string, b *bolt.Bucket) error {
 		var keys [][]byte
 		var recs []Record
@@ -689,6 +697,7 @@ func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, fn func(rec Reco
 		if err != nil {
 			return err
 		}
+		total += len(keys)
 		for i, k := range keys {
 			if err := b.Delete(k); err != nil {
 				return fmt.Errorf("delete dead letter %s/%d: %w", name, keySeq(k), err)
@@ -697,6 +706,7 @@ func takeDead(tx *bolt.Tx, sink string, ids []string, all bool, fn func(rec Reco
 				return err
 			}
 			n++
+			report(n, total)
 		}
 		return nil
 	})
@@ -733,7 +743,7 @@ func (s *Store) Replay(sink string, ids []string, all bool) (int, error) {
 		if rg, err = s.ringOf(tx); err != nil {
 			return err
 		}
-		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
+		n, err = takeDead(tx, sink, ids, all, s.report, func(rec Record) error {
 			fresh := newRecord(rec.Event, now)
 			seq, err := q.append(rec.Sink, &fresh)
 			if err != nil || rg == nil {
@@ -762,7 +772,7 @@ func (s *Store) Purge(sink string, ids []string, all bool) (int, error) {
 		if rg, err = s.ringOf(tx); err != nil {
 			return err
 		}
-		n, err = takeDead(tx, sink, ids, all, func(rec Record) error {
+		n, err = takeDead(tx, sink, ids, all, s.report, func(rec Record) error {
 			if rg == nil {
 				return nil
 			}

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/exportbridge/exportbridge/config"
+	"github.com/exportbridge/exportbridge/progress"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/sinks/registry"
 	"github.com/exportbridge/exportbridge/store"
@@ -68,12 +69,14 @@ func (a localAdmin) DropQueue(_ context.Context, sink string) (int, int, error) 
 }
 
 // openAdmin opens the store directly, or, when a running bridge holds it, talks to that
-// bridge's admin endpoint.
-func openAdmin(cfg *config.Config) (admin, func(), error) {
+// bridge's admin endpoint. progress, when set, is told how far the long operations on
+// the store come (a progress.Meter's Report); through the endpoint the running bridge
+// does the work, in one bbolt transaction.
+func openAdmin(cfg *config.Config, progress func(done, total int)) (admin, func(), error) {
 	if cfg.Store == config.StoreNATS {
-		return openNATSAdmin(cfg)
+		return openNATSAdmin(cfg, progress)
 	}
-	st, err := store.Open(cfg.StateDir, store.Options{MustExist: true})
+	st, err := store.Open(cfg.StateDir, store.Options{MustExist: true, Progress: progress})
 	if err == nil {
 		return localAdmin{st}, func() { st.Close() }, nil
 	}
@@ -100,7 +103,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	a, done, err := openAdmin(cfg)
+	a, done, err := openAdmin(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -212,7 +215,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	a, done, err := openAdmin(cfg)
+	var meter *progress.Meter
+	if sub != "list" {
+		meter = progress.New(stderr, "dlq "+sub)
+	}
+	a, done, err := openAdmin(cfg, meter.Report)
 	if err != nil {
 		return err
 	}
@@ -247,6 +254,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		op, verb = a.Purge, "purged"
 	}
 	total, err := op(ctx, *sinkName, ids, *all)
+	meter.Finish()
 	if err != nil {
 		return fmt.Errorf("dlq %s: %w", sub, err)
 	}

@@ -351,13 +351,13 @@ type localStore interface {
 // openNATSAdmin works straight on JetStream (STORE=nats): the state is shared, so this
 // works whether or not replicas are running. A replay is delivered by the sink's active
 // dispatcher at its next rescan.
-func openNATSAdmin(cfg *config.Config) (admin, func(), error) {
+func openNATSAdmin(cfg *config.Config, progress func(done, total int)) (admin, func(), error) {
 	nopts, err := storeNATSOptions(cfg)
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}
 	st, err := natsstore.OpenURL(context.Background(), strings.Join(cfg.StoreNATSURL, ","), natsstore.Options{
-		Replicas: cfg.StoreNATSReplicas, Duplicates: duplicateWindow(cfg),
+		Replicas: cfg.StoreNATSReplicas, Duplicates: duplicateWindow(cfg), Progress: progress,
 	}, nopts...)
 	if err != nil {
 		return nil, nil, err

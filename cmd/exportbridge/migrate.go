@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/exportbridge/exportbridge/natsstore"
+	"github.com/exportbridge/exportbridge/progress"
 	"github.com/exportbridge/exportbridge/store"
 )
 
@@ -40,16 +41,18 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	meter := progress.New(stderr, "migrate")
 	dst, err := natsstore.OpenURL(ctx, strings.Join(urls, ","), natsstore.Options{
-		Replicas: cfg.StoreNATSReplicas, Duplicates: duplicateWindow(cfg),
+		Replicas: cfg.StoreNATSReplicas, Duplicates: duplicateWindow(cfg), Progress: meter.Report,
 	}, nopts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer dst.Close()
 	m, err := natsstore.Migrate(from, dst, func(sink string, queued, dead int) {
-		fmt.Fprintf(stderr, "migrate: sink %s: %d queued events, %d dead letters copied\n", sink, queued, dead)
+		meter.Println(fmt.Sprintf("migrate: sink %s: %d queued events, %d dead letters copied", sink, queued, dead))
 	})
+	meter.Finish()
 	if err != nil {
 		return err
 	}

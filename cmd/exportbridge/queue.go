@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/exportbridge/exportbridge/progress"
 )
 
 // cmdQueue re-homes (move) or deletes (drop) the queued events and dead letters of a
@@ -48,13 +50,19 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if configured != nil && slices.Contains(configured, *from+*sink) {
 		return usageErr("sink %q is still configured: its own dispatcher delivers its queue (remove it from the settings first)", *from+*sink)
 	}
-	a, done, err := openAdmin(cfg)
+	what := "queue move " + *from + " to " + *to
+	if sub == "drop" {
+		what = "queue drop " + *sink
+	}
+	meter := progress.New(stderr, what)
+	a, done, err := openAdmin(cfg, meter.Report)
 	if err != nil {
 		return err
 	}
 	defer done()
 	if sub == "move" {
 		q, d, err := a.MoveQueue(ctx, *from, *to)
+		meter.Finish()
 		if err != nil {
 			return fmt.Errorf("queue move: %w", err)
 		}
@@ -62,6 +70,7 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	q, d, err := a.DropQueue(ctx, *sink)
+	meter.Finish()
 	if err != nil {
 		return fmt.Errorf("queue drop: %w", err)
 	}
