@@ -339,7 +339,7 @@ func (p *Poller) commit(res diff.Result, rep *Report, fullAt time.Time) error {
 	if !fullAt.IsZero() {
 		lastFull = fullAt
 	}
-	info := store.PollInfo{At: observed, OK: true, Full: rep.Full, Exports: rep.Exports, Events: rep.Events + len(events), LastFull: lastFull}
+	info := store.PollInfo{Account: p.o.Account, At: observed, OK: true, Full: rep.Full, Exports: rep.Exports, Events: rep.Events + len(events), LastFull: lastFull}
 	if _, rem, ok := p.o.Client.RateLimit(); ok {
 		info.RateRemaining = rem
 	}
@@ -503,7 +503,7 @@ func (p *Poller) failed(ctx context.Context, at time.Time, err error, rep Report
 	}
 	log("poll cycle failed", "error", err, "kind", kind, "consecutive_failures", p.failures,
 		"requests", rep.Requests, "duration_ms", rep.Duration.Milliseconds())
-	perr := p.o.Store.SavePoll(store.PollInfo{At: at, OK: false, Error: err.Error(), Full: rep.Full, Requests: rep.Requests, LastFull: p.lastFull})
+	perr := p.o.Store.SavePoll(store.PollInfo{Account: p.o.Account, At: at, OK: false, Error: err.Error(), Full: rep.Full, Requests: rep.Requests, LastFull: p.lastFull})
 	if perr != nil {
 		p.o.Logger.Error("cannot record the failed poll in the store", "error", perr)
 		if p.o.Health != nil {
@@ -520,7 +520,7 @@ func (p *Poller) failed(ctx context.Context, at time.Time, err error, rep Report
 		return
 	}
 	c := store.Cycle{Events: []store.Routed{{Event: ev, Sinks: p.o.Route(ev)}},
-		Poll: store.PollInfo{At: at, OK: false, Error: err.Error(), Events: 1, LastFull: p.lastFull}}
+		Poll: store.PollInfo{Account: p.o.Account, At: at, OK: false, Error: err.Error(), Events: 1, LastFull: p.lastFull}}
 	if cerr := p.o.Store.CommitCycle(c); cerr != nil {
 		p.o.Logger.Error("cannot queue bridge.poll_failing", "error", cerr)
 		return

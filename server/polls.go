@@ -9,13 +9,13 @@ import (
 
 // Polls kept by a PollRecorder, and the span of its per-minute counts.
 const (
-	RecentPolls   = 20
-	ChartMinutes  = 60
-	budgetMinutes = 1
+	RecentPolls  = 20
+	ChartMinutes = 60
 )
 
 // Poll is one poll cycle as the status page shows it.
 type Poll struct {
+	Account       string // the accounts: entry polled; empty for the one account of API_TOKEN
 	At            time.Time
 	Full          bool
 	OK            bool
@@ -37,28 +37,31 @@ type Minute struct {
 
 // PollRecorder keeps, in memory, the last RecentPolls polls and per-minute counts of API
 // requests and events for the last hour. Feed it with Observe (store.OnPoll). It is safe
-// for concurrent use.
+// for concurrent use. With an accounts: list the polls of every account are recorded
+// together, each with its own requests, rate limit and budget.
 type PollRecorder struct {
-	budget   func() int
-	requests func() int64
-	rate     func() (limit, remaining int, ok bool)
+	budget   func(account string) int
+	requests func(account string) int64
+	rate     func(account string) (limit, remaining int, ok bool)
 
 	mu      sync.Mutex
 	polls   []Poll // ring of RecentPolls, next at polls[next%RecentPolls]
 	next    int
-	lastReq int64
-	minutes [ChartMinutes]Minute // indexed by unix minute % ChartMinutes
+	lastReq map[string]int64     // each account's request counter at its last poll
+	minutes [ChartMinutes]Minute // every account's, indexed by unix minute % ChartMinutes
+	current map[string]Minute    // each account's requests in the minute of its last poll
 }
 
-// NewPollRecorder returns a recorder. budget returns the API requests per minute the
-// bridge may use (API_BUDGET; nil or 0: unknown).
-// requests returns the API client's request counter (the requests of a poll are the
-// difference since the previous one; nil: the poll's own count); rate returns the last
-// rate-limit headers (nil: the poll's own figure).
-func NewPollRecorder(budget func() int, requests func() int64, rate func() (limit, remaining int, ok bool)) *PollRecorder {
-	r := &PollRecorder{budget: budget, requests: requests, rate: rate}
+// NewPollRecorder returns a recorder; each function is asked about the account of a
+// poll ("" for the one account of API_TOKEN). budget returns the API requests per minute
+// the account may use (API_BUDGET; nil or 0: unknown). requests returns the account's
+// API client request counter (the requests of a poll are the difference since that
+// account's previous poll; nil: the poll's own count); rate returns its last rate-limit
+// headers (nil: the poll's own figure).
+func NewPollRecorder(budget func(account string) int, requests func(account string) int64, rate func(account string) (limit, remaining int, ok bool)) *PollRecorder {
+	r := &PollRecorder{budget: budget, requests: requests, rate: rate, lastReq: map[string]int64{}, current: map[string]Minute{}}
 	if requests != nil {
-		r.lastReq = requests()
+		r.lastReq[""] = requests("")
 	}
 	return r
 }
@@ -70,14 +73,14 @@ func (r *PollRecorder) Observe(p store.PollInfo) {
 	defer r.mu.Unlock()
 	reqs := p.Requests
 	if r.requests != nil {
-		n := r.requests()
-		reqs = int(n - r.lastReq)
-		r.lastReq = n
+		n := r.requests(p.Account)
+		reqs = int(n - r.lastReq[p.Account]) // a named account's counter starts at 0 with its client
+		r.lastReq[p.Account] = n
 	}
-	if last := r.last(); last != nil && !p.OK && !last.OK && last.At.Equal(p.At) {
+	if last := r.last(p.Account); last != nil && !p.OK && !last.OK && last.At.Equal(p.At) {
 		last.Events += p.Events
 		last.Requests += reqs
-		r.count(p.At, reqs, p.Events)
+		r.count(p.Account, p.At, reqs, p.Events)
 		return
 	}
 	rem := p.RateRemaining
@@ -85,18 +88,14 @@ func (r *PollRecorder) Observe(p store.PollInfo) {
 		rem = -1
 	}
 	if r.rate != nil {
-		if _, remaining, ok := r.rate(); ok {
+		if _, remaining, ok := r.rate(p.Account); ok {
 			rem = remaining
 		}
 	}
-	r.count(p.At, reqs, p.Events)
-	poll := Poll{At: p.At, Full: p.Full, OK: p.OK, Error: p.Error, Requests: reqs, Events: p.Events, RateRemaining: rem}
-	if b := r.budgetNow(); b > 0 {
-		used := 0
-		for _, m := range r.window(p.At, budgetMinutes) {
-			used += m.Requests
-		}
-		poll.BudgetUsed = float64(used) / float64(b)
+	r.count(p.Account, p.At, reqs, p.Events)
+	poll := Poll{Account: p.Account, At: p.At, Full: p.Full, OK: p.OK, Error: p.Error, Requests: reqs, Events: p.Events, RateRemaining: rem}
+	if b := r.budgetOf(p.Account); b > 0 {
+		poll.BudgetUsed = float64(r.current[p.Account].Requests) / float64(b)
 	}
 	if len(r.polls) < RecentPolls {
 		r.polls = append(r.polls, poll)
@@ -106,21 +105,25 @@ func (r *PollRecorder) Observe(p store.PollInfo) {
 	r.next++
 }
 
-func (r *PollRecorder) budgetNow() int {
+func (r *PollRecorder) budgetOf(account string) int {
 	if r.budget == nil {
 		return 0
 	}
-	return r.budget()
+	return r.budget(account)
 }
 
-func (r *PollRecorder) last() *Poll {
+// last is the newest poll of account, if it is the newest of all.
+func (r *PollRecorder) last(account string) *Poll {
 	if r.next == 0 {
 		return nil
 	}
-	return &r.polls[(r.next-1)%RecentPolls]
+	if p := &r.polls[(r.next-1)%RecentPolls]; p.Account == account {
+		return p
+	}
+	return nil
 }
 
-func (r *PollRecorder) count(at time.Time, reqs, events int) {
+func (r *PollRecorder) count(account string, at time.Time, reqs, events int) {
 	start := at.Truncate(time.Minute)
 	m := &r.minutes[start.Unix()/60%ChartMinutes]
 	if !m.Start.Equal(start) {
@@ -128,6 +131,13 @@ func (r *PollRecorder) count(at time.Time, reqs, events int) {
 	}
 	m.Requests += reqs
 	m.Events += events
+	c := r.current[account]
+	if !c.Start.Equal(start) {
+		c = Minute{Start: start}
+	}
+	c.Requests += reqs
+	c.Events += events
+	r.current[account] = c
 }
 
 // window returns the n minutes up to the one of now, oldest first (missing minutes are

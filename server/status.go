@@ -346,6 +346,9 @@ type pageData struct {
 	Page       string
 	Data       any
 	HasPollLog bool
+	// PollAccounts: the polls name their account (an accounts: list), so the table has
+	// a column for it.
+	PollAccounts bool
 }
 
 type bridgeView struct {
@@ -475,6 +478,7 @@ func (p *statusPage) fill(d *pageData, now time.Time) {
 		d.Polls = st.Polls.Polls()
 		for i := range d.Polls {
 			d.Polls[i].Error = p.clean(d.Polls[i].Error)
+			d.PollAccounts = d.PollAccounts || d.Polls[i].Account != ""
 		}
 		d.Chart = newChart(st.Polls.Minutes(now), now)
 	}

@@ -218,7 +218,7 @@ func TestStatusSignInKeepsTokenInStrictCookie(t *testing.T) {
 
 func TestPollRecorderKeepsLast20AndMinutes(t *testing.T) {
 	var reqs int64
-	r := server.NewPollRecorder(func() int { return 100 }, func() int64 { return reqs }, nil)
+	r := server.NewPollRecorder(func(string) int { return 100 }, func(string) int64 { return reqs }, nil)
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	for i := range 30 {
 		reqs += 2
@@ -300,5 +300,63 @@ func TestStatusPageShowsTheListingInProgress(t *testing.T) {
 				t.Errorf("progress line shown: %v, want %v; the Polling section:\n%s", got, tt.lines != nil, polling)
 			}
 		})
+	}
+}
+
+// TestPollsOfEveryAccountAreTheirOwn: with an accounts: list the poll log names each
+// poll's account, and counts its requests, rate limit and budget from that account's
+// own client, not from another account's.
+func TestPollsOfEveryAccountAreTheirOwn(t *testing.T) {
+	reqs := map[string]int64{}
+	budgets := map[string]int{"acme": 100, "globex": 10}
+	r := server.NewPollRecorder(func(a string) int { return budgets[a] }, func(a string) int64 { return reqs[a] },
+		func(a string) (int, int, bool) { return 0, 900 - int(reqs[a]), a != "" })
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	reqs["acme"] += 40 // acme's first poll: a full listing
+	r.Observe(store.PollInfo{Account: "acme", At: t0, OK: true, Full: true})
+	reqs["globex"] += 2
+	r.Observe(store.PollInfo{Account: "globex", At: t0.Add(time.Second), OK: true})
+	reqs["acme"] += 1
+	r.Observe(store.PollInfo{Account: "acme", At: t0.Add(2 * time.Second), OK: true})
+	reqs["globex"] += 3
+	r.Observe(store.PollInfo{Account: "globex", At: t0.Add(3 * time.Second), OK: false, Error: "HTTP 429"})
+
+	type row struct {
+		account  string
+		requests int
+		rate     int
+		budget   float64
+	}
+	var got []row
+	for _, p := range r.Polls() {
+		got = append(got, row{p.Account, p.Requests, p.RateRemaining, p.BudgetUsed})
+	}
+	want := []row{ // newest first
+		{"globex", 3, 895, 0.5}, // 2 + 3 of globex's 10 in the minute
+		{"acme", 1, 859, 0.41},  // 40 + 1 of acme's 100
+		{"globex", 2, 898, 0.2},
+		{"acme", 40, 860, 0.4},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("polls %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].account != want[i].account || got[i].requests != want[i].requests || got[i].rate != want[i].rate ||
+			got[i].budget < want[i].budget-0.001 || got[i].budget > want[i].budget+0.001 {
+			t.Errorf("poll %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+
+	st := statusStore(t)
+	o := statusOptions(st)
+	o.Status.Polls = r
+	html := do(server.AdminHandler(o), http.MethodGet, "/", loopback, nil).Body.String()
+	if !strings.Contains(html, "<th>Account</th>") || !strings.Contains(html, "<td>globex</td>") {
+		t.Errorf("the poll table has no account column:\n%s", html[strings.Index(html, `id="polls"`):][:600])
+	}
+	single := statusOptions(st)
+	single.Status.Polls.Observe(store.PollInfo{At: t0, OK: true})
+	if html := do(server.AdminHandler(single), http.MethodGet, "/", loopback, nil).Body.String(); strings.Contains(html, "<th>Account</th>") {
+		t.Errorf("the poll table of the one account of API_TOKEN has an account column")
 	}
 }

@@ -213,6 +213,9 @@ type Routed struct {
 
 // PollInfo are the facts of one poll cycle.
 type PollInfo struct {
+	// Account is the accounts: entry that polled (config file, STORE=nats); empty for
+	// the one account of API_TOKEN.
+	Account       string    `json:"account,omitempty"`
 	At            time.Time `json:"at"`
 	OK            bool      `json:"ok"`
 	Error         string    `json:"error,omitempty"`

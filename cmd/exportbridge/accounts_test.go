@@ -222,6 +222,10 @@ sinks:
 			t.Errorf("the status page does not show %s's export in flight %s", a, inFlight[a][1])
 		}
 	}
+	// Its poll log names the account of each poll (the replica's own polls).
+	if !strings.Contains(page, "<th>Account</th>") || !strings.Contains(page, "<td>acme</td>") && !strings.Contains(page, "<td>globex</td>") {
+		t.Errorf("the status page's poll log does not name the accounts:\n%s", bridgetest.Tail(page, 2000))
+	}
 	// A replica SIGKILLed: its presence key and its lease expire with LEASE_TTL, and the
 	// survivor's share grows to both accounts.
 	procs[0].Kill()

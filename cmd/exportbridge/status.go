@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/sinks/registry"
@@ -12,16 +13,45 @@ import (
 // statusPage is the status page of b (GET / on ADMIN_ADDR). It starts recording the
 // polls: call it before the poller runs.
 func (b *bridge) statusPage() *server.Status {
-	budget := func() int {
-		if b.cfg.APIBudget > 0 {
-			return b.cfg.APIBudget
+	// Each poll is measured against its own account's client and budget: with an
+	// accounts: list every account has both of its own.
+	clientOf := func(account string) (*plugchoice.Client, int) {
+		for _, a := range b.accounts {
+			if a.cfg.Name == account {
+				return a.client, a.cfg.APIBudget
+			}
 		}
-		if limit, _, ok := b.client.RateLimit(); ok {
+		if account == "" && len(b.accounts) == 0 {
+			return b.client, b.cfg.APIBudget
+		}
+		return nil, 0
+	}
+	budget := func(account string) int {
+		c, set := clientOf(account)
+		switch {
+		case set > 0:
+			return set
+		case c == nil:
+			return 0
+		}
+		if limit, _, ok := c.RateLimit(); ok {
 			return limit * 8 / 10 // the automatic budget: 80 % of X-RateLimit-Limit
 		}
 		return 0
 	}
-	polls := server.NewPollRecorder(budget, b.client.Requests, b.client.RateLimit)
+	requests := func(account string) int64 {
+		if c, _ := clientOf(account); c != nil {
+			return c.Requests()
+		}
+		return 0
+	}
+	rate := func(account string) (int, int, bool) {
+		if c, _ := clientOf(account); c != nil {
+			return c.RateLimit()
+		}
+		return 0, 0, false
+	}
+	polls := server.NewPollRecorder(budget, requests, rate)
 	b.st.OnPoll(polls.Observe)
 	specs := make([]registry.Spec, 0, len(b.specs))
 	for _, s := range b.specs {
