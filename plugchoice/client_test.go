@@ -450,6 +450,10 @@ func TestAPIErrorsAreTypedAndNotRetried(t *testing.T) {
 			wantErr:    "page 1: plugchoice API: 422 The given data was invalid. (filter.status.0: The selected filter.status.0 is invalid.; per_page: The per page must be an integer. The per page must be at least 1.)",
 			wantKind:   "client",
 			wantErrors: map[string][]string{"filter.status.0": {"The selected filter.status.0 is invalid."}, "per_page": {"The per page must be an integer.", "The per page must be at least 1."}}},
+		{name: "422 with field errors only", code: 422, body: `{"errors":{"per_page":["The per page must be at least 1."]}}`,
+			wantErr:    "page 1: plugchoice API: 422 Unprocessable Entity (per_page: The per page must be at least 1.)",
+			wantKind:   "client",
+			wantErrors: map[string][]string{"per_page": {"The per page must be at least 1."}}},
 		{name: "non-JSON body", code: 401, body: "<html><body>401 Authorization Required</body></html>",
 			wantErr: `page 1: plugchoice API: 401 Unauthorized (non-JSON body: "<html><body>401 Authorization Required</body></html>")`, wantKind: "auth", auth: true},
 		{name: "long non-JSON body cut at 200 bytes", code: 400, body: long,
@@ -770,8 +774,8 @@ func TestRedirectToOtherHostNotFollowed(t *testing.T) {
 		http.Redirect(w, r, other.URL+"/api/v3/exports?page=1&signature=abc", http.StatusFound)
 	})
 	_, err := newClient(t, f.URL, nil).ListPage(ctxT(t), plugchoice.Query{}, 1)
-	if err == nil || !strings.Contains(err.Error(), "302 redirect to") || strings.Contains(err.Error(), "signature") {
-		t.Fatalf("error %v, want a refused redirect without the location's query", err)
+	if err == nil || !strings.Contains(err.Error(), "302 redirect to \""+other.URL+"\" not followed") || strings.Contains(err.Error(), "signature") {
+		t.Fatalf("error %v, want a refused redirect naming %s without the location's query", err, other.URL)
 	}
 	if plugchoice.Kind(err) != "client" {
 		t.Fatalf("Kind %q", plugchoice.Kind(err))

@@ -72,6 +72,7 @@ func TestBudgetBurst(t *testing.T) {
 		{"burst 10", 60, [2]int{}, 10},
 		{"burst at most the rate", 3, [2]int{}, 3},
 		{"burst 1 when remaining is low", 60, [2]int{500, 30}, 1},
+		{"burst 1 when remaining is low, rate unchanged", 5, [2]int{500, 40}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -245,6 +245,9 @@ func TestDeliverStatusOutcomes(t *testing.T) {
 		{500, retryable}, {502, retryable}, {503, retryable}, {504, retryable}, {507, retryable},
 		{400, permanent}, {401, permanent}, {403, permanent}, {404, permanent}, {405, permanent},
 		{409, permanent}, {410, permanent}, {413, permanent}, {422, permanent},
+		// A 3xx is never a delivery, even one Go does not follow; 600 is not HTTP, so
+		// "any other status" (SPEC).
+		{300, permanent}, {599, retryable}, {600, permanent},
 	}
 	for _, tt := range tests {
 		t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
@@ -272,7 +275,8 @@ func TestDeliverStatusOutcomes(t *testing.T) {
 				t.Errorf("RetryAfterOf set without a Retry-After header: %v", err)
 			}
 			msg := err.Error()
-			for _, w := range []string{"webhook-2", "HTTP " + strconv.Itoa(tt.code), reason} {
+			status := strings.TrimSpace("HTTP "+strconv.Itoa(tt.code)+" "+http.StatusText(tt.code)) + ":" // "HTTP 503 Service Unavailable:", "HTTP 600:"
+			for _, w := range []string{"webhook-2", status, reason} {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error %q does not mention %q", msg, w)
 				}
@@ -336,6 +340,8 @@ func TestDeliverErrorBodyExcerpt(t *testing.T) {
 			[]string{strings.Repeat("a", 1024), "truncated"}, []string{"TAILMARK", "bb"}},
 		{"control characters flattened", "line1\nline2\r\n\tX", []string{"line1 line2"}, []string{"\n", "\r"}},
 		{"multi-byte rune at the cut", strings.Repeat("a", 1023) + "é" + "rest", []string{strings.Repeat("a", 1023) + " …(truncated)"}, []string{"\uFFFD", "rest"}},
+		{"multi-byte runes up to the cut", strings.Repeat("é", 600), []string{strings.Repeat("é", 512) + " …(truncated)"}, []string{"\uFFFD"}},
+		{"three-byte rune cut after two bytes", strings.Repeat("a", 1022) + "€rest", []string{strings.Repeat("a", 1022) + " …(truncated)"}, []string{"\uFFFD", "rest"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
