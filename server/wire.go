@@ -46,6 +46,19 @@ type State struct {
 	// Configured names the sinks the running bridge has configured (empty from a store
 	// read directly).
 	Configured []string `json:"configured,omitempty"`
+	// Accounts are the snapshot and last poll of each entry of an accounts: list
+	// (STORE=nats), in the order of the config file; without one, Exports, Initialized
+	// and LastPoll above are those of the one account.
+	Accounts []AccountState `json:"accounts,omitempty"`
+}
+
+// AccountState is one account's part of State.
+type AccountState struct {
+	Name        string   `json:"name"`
+	APIURL      string   `json:"api_url"`
+	Exports     int      `json:"exports"`
+	Initialized bool     `json:"initialized"`
+	LastPoll    PollInfo `json:"last_poll"`
 }
 
 // DLQRequest is the body of POST /v1/dlq/replay and /v1/dlq/purge. Sink "" means every

@@ -179,28 +179,30 @@ func printPollState(w io.Writer, prefix string, exports int, initialized bool, l
 	}
 }
 
-// printAccountStates prints, for state with an accounts: list, each account's snapshot
-// and last poll, read straight from JetStream.
-func printAccountStates(w io.Writer, a admin, cfg *config.Config) error {
+// accountStates reads, for state with an accounts: list, each account's snapshot and
+// last poll straight from JetStream (nil without a list, or through a running bridge's
+// admin endpoint, which a STORE=nats bridge does not need).
+func accountStates(a admin, cfg *config.Config) ([]server.AccountState, error) {
 	if len(cfg.Accounts) == 0 {
-		return nil
+		return nil, nil
 	}
 	la, ok := a.(localAdmin)
 	st, isNATS := la.st.(*natsstore.Store)
 	if !ok || !isNATS {
-		return nil
+		return nil, nil
 	}
+	out := make([]server.AccountState, 0, len(cfg.Accounts))
 	for _, acct := range cfg.Accounts {
 		s, err := st.ForAccount(acct.Name).Stats()
 		if err != nil {
-			return fmt.Errorf("account %s: %w", acct.Name, err)
+			return nil, fmt.Errorf("account %s: %w", acct.Name, err)
 		}
-		fmt.Fprintf(w, "account        %s (%s)\n", acct.Name, acct.APIURL)
 		lp := s.LastPoll
-		printPollState(w, "  ", s.Exports, s.Initialized, server.PollInfo{At: lp.At, OK: lp.OK, Error: lp.Error, Full: lp.Full,
-			Exports: lp.Exports, Events: lp.Events, Requests: lp.Requests, RateRemaining: lp.RateRemaining})
+		out = append(out, server.AccountState{Name: acct.Name, APIURL: acct.APIURL, Exports: s.Exports, Initialized: s.Initialized,
+			LastPoll: server.PollInfo{At: lp.At, OK: lp.OK, Error: lp.Error, Full: lp.Full,
+				Exports: lp.Exports, Events: lp.Events, Requests: lp.Requests, RateRemaining: lp.RateRemaining}})
 	}
-	return nil
+	return out, nil
 }
 
 // statusStore is the store the status page reads: with several accounts, the exports

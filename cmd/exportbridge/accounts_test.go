@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/natsembed"
+	"github.com/exportbridge/exportbridge/server"
 	"github.com/exportbridge/exportbridge/simapi"
 	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
@@ -245,6 +246,19 @@ sinks:
 	for _, a := range accounts {
 		if !regexp.MustCompile(`account +` + a + ` \(` + regexp.QuoteMeta(urls[a]) + `\)\n +exports +3 tracked \(baseline taken: true\)\n +last poll +\S+ ok`).MatchString(stateOut) {
 			t.Errorf("state (exit %d) lacks account %s with 3 exports tracked and a good last poll:\n%s\n%s", code, a, stateOut, stateErr)
+		}
+	}
+	jsonOut, jsonErr, code := run(t, checkEnv, 30*time.Second, "state", "--json")
+	var st server.State
+	if err := json.Unmarshal([]byte(jsonOut), &st); err != nil || code != 0 {
+		t.Fatalf("state --json: exit %d, %v\n%s\n%s", code, err, jsonOut, jsonErr)
+	}
+	if len(st.Accounts) != len(accounts) {
+		t.Fatalf("state --json lists %d accounts, want %d: %+v", len(st.Accounts), len(accounts), st.Accounts)
+	}
+	for i, a := range accounts {
+		if got := st.Accounts[i]; got.Name != a || got.APIURL != urls[a] || got.Exports != 3 || !got.Initialized || !got.LastPoll.OK {
+			t.Errorf("state --json account %d: %+v, want %s (%s) with 3 exports, baseline taken, last poll ok", i, got, a, urls[a])
 		}
 	}
 

@@ -115,15 +115,20 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(s.Configured) == 0 {
 		s.Configured = configured // read from the store directly: the settings say
 	}
+	if s.Accounts, err = accountStates(a, cfg); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(s)
 	}
 	fmt.Fprintf(stdout, "store          %s (%d bytes)\n", cfg.StateDir, s.FileBytes)
-	if err := printAccountStates(stdout, a, cfg); err != nil {
-		return fmt.Errorf("state: %w", err)
-	} else if len(cfg.Accounts) == 0 {
+	for _, acct := range s.Accounts {
+		fmt.Fprintf(stdout, "account        %s (%s)\n", acct.Name, acct.APIURL)
+		printPollState(stdout, "  ", acct.Exports, acct.Initialized, acct.LastPoll)
+	}
+	if len(cfg.Accounts) == 0 {
 		printPollState(stdout, "", s.Exports, s.Initialized, s.LastPoll)
 	}
 	names := map[string]bool{}
