@@ -116,3 +116,40 @@ func TestPendingHoldsNoSpareRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueMoveReportsEveryRecord: queue move tells Options.Progress of each record it
+// moves, queued events first, then dead letters, counting up to all of them (the
+// command's bar on a terminal).
+func TestQueueMoveReportsEveryRecord(t *testing.T) {
+	var got [][2]int
+	s, err := Open(t.TempDir(), Options{Progress: func(done, total int) { got = append(got, [2]int{done, total}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	evs := make([]event.Event, 10)
+	for i := range evs {
+		evs[i] = event.Event{ID: fmt.Sprintf("ev-%02d", i), Type: "export.ready", Subject: fmt.Sprintf("u%02d", i), Status: "ready", Body: []byte(`{}`)}
+	}
+	if err := s.Enqueue("old", evs...); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Pending("old", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle("old", Settlement{Dead: recs[:4]}); err != nil {
+		t.Fatal(err)
+	}
+	if q, d, err := s.MoveQueue("old", "new"); err != nil || q != 6 || d != 4 {
+		t.Fatalf("MoveQueue = %d, %d, %v; want 6 queued and 4 dead letters", q, d, err)
+	}
+	if len(got) != 10 {
+		t.Fatalf("%d progress reports %v, want one per record (10)", len(got), got)
+	}
+	for i, r := range got {
+		if r != [2]int{i + 1, 10} {
+			t.Fatalf("report %d is %d of %d, want %d of 10 (all: %v)", i, r[0], r[1], i+1, got)
+		}
+	}
+}
