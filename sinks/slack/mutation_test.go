@@ -64,6 +64,17 @@ func TestConfigChecksOnlyTheURLsThatAreSet(t *testing.T) {
 	}
 }
 
+// TestAPIURLErrorShowsTheURLWithoutSecrets: a refused api_url is shown as scheme, host
+// and path, so the user sees which URL is meant, never its credentials or query.
+func TestAPIURLErrorShowsTheURLWithoutSecrets(t *testing.T) {
+	c := slack.DefaultConfig()
+	c.Token, c.Channel, c.APIURL = testToken, "#exports", "https://bot:SECRETPART@slack.local/api/?sig=SECRETPART"
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), `"https://slack.local/api/" has credentials, a query or a fragment`) || strings.Contains(err.Error(), "SECRETPART") {
+		t.Errorf("Validate: %v, want the api_url shown as https://slack.local/api/, without its credentials and query", err)
+	}
+}
+
 // TestTemplateErrorIsUnderItsOwnKey: a broken text template is reported under "text"
 // (with the line), not lumped under "blocks".
 func TestTemplateErrorIsUnderItsOwnKey(t *testing.T) {
