@@ -86,3 +86,17 @@ func TestReceiverToleranceIsInclusive(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckDialsTheSchemesDefaultPort: `check` connects to the port the webhook URL
+// names, or to its scheme's default when it names none: 443 for https, 80 for http.
+func TestCheckDialsTheSchemesDefaultPort(t *testing.T) {
+	for _, tc := range []struct{ scheme, port, want string }{
+		{"https", "", "hooks.example:443"},
+		{"http", "", "hooks.example:80"},
+		{"https", "8443", "hooks.example:8443"},
+	} {
+		if got := hostPort(tc.scheme, "hooks.example", tc.port); got != tc.want {
+			t.Errorf("hostPort(%s, hooks.example, %q) = %s, want %s", tc.scheme, tc.port, got, tc.want)
+		}
+	}
+}
