@@ -16,26 +16,8 @@ import (
 	"github.com/exportbridge/exportbridge/event"
 	"github.com/exportbridge/exportbridge/poller"
 	"github.com/exportbridge/exportbridge/simapi"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
-
-// requestClock is a clock that moves on by one second per API request: a listing of n
-// pages then takes n seconds, exactly.
-type requestClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *requestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *requestClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // TestListingProgressEveryTenSecondsWithItsRate: without ProgressEvery a full listing
 // reports every 10 s (DefaultProgressEvery), at the first page that ends 10 s or more
@@ -43,7 +25,9 @@ func (c *requestClock) add(d time.Duration) {
 // what the poller asked before it), the log's requests_per_minute rounded, and no rate
 // limit where the API sends none.
 func TestListingProgressEveryTenSecondsWithItsRate(t *testing.T) {
-	clock := &requestClock{now: time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)}
+	// The clock moves on by one second per API request: a listing of n pages takes n
+	// seconds, exactly.
+	clock := bridgetest.NewClock(time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC))
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	var got []poller.Progress
@@ -52,7 +36,7 @@ func TestListingProgressEveryTenSecondsWithItsRate(t *testing.T) {
 		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 		o.OnProgress = func(g poller.Progress) { mu.Lock(); got = append(got, g); mu.Unlock() }
 	})
-	f.sim.SetOnRequest(func(*http.Request) { clock.add(time.Second) })
+	f.sim.SetOnRequest(func(*http.Request) { clock.Advance(time.Second) })
 	take := func() []poller.Progress {
 		mu.Lock()
 		defer mu.Unlock()
@@ -62,7 +46,7 @@ func TestListingProgressEveryTenSecondsWithItsRate(t *testing.T) {
 	}
 	for _, listing := range []string{"baseline", "full listing"} {
 		if listing == "full listing" {
-			clock.add(2 * time.Hour) // past FULL_SYNC_INTERVAL: the next cycle lists everything
+			clock.Advance(2 * time.Hour) // past FULL_SYNC_INTERVAL: the next cycle lists everything
 			logs.Reset()
 		}
 		if rep := f.cycle(); !rep.Full {

@@ -6,21 +6,17 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/progress"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
-
-// clock is a clock the test moves.
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
 
 // TestLinesEveryTenSecondsWhenNotATerminal: a log gets one line per 10 s of work, with
 // how far, of how much and for how long; never a line per record.
 func TestLinesEveryTenSecondsWhenNotATerminal(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)}
+	c := bridgetest.NewClock(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC))
 	var out strings.Builder
-	m := progress.NewWith(&out, "queue move hook to hook-new", progress.Options{Now: c.now})
+	m := progress.NewWith(&out, "queue move hook to hook-new", progress.Options{Now: c.Now})
 	for i := 1; i <= 25_000; i++ { // 25 s of work, a record per millisecond
-		c.t = c.t.Add(time.Millisecond)
+		c.Advance(time.Millisecond)
 		m.Report(i, 25_000)
 	}
 	m.Finish()
@@ -34,11 +30,11 @@ func TestLinesEveryTenSecondsWhenNotATerminal(t *testing.T) {
 // TestBarOnATerminal: on a terminal the bar is redrawn in place at most ten times a
 // second, ends complete, and Finish ends its line.
 func TestBarOnATerminal(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)}
+	c := bridgetest.NewClock(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC))
 	var out strings.Builder
-	m := progress.NewWith(&out, "dlq replay hook", progress.Options{TTY: true, Now: c.now})
+	m := progress.NewWith(&out, "dlq replay hook", progress.Options{TTY: true, Now: c.Now})
 	for i := 1; i <= 1000; i++ { // 1 s of work
-		c.t = c.t.Add(time.Millisecond)
+		c.Advance(time.Millisecond)
 		m.Report(i, 1000)
 	}
 	m.Finish()
@@ -62,16 +58,16 @@ func TestBarOnATerminal(t *testing.T) {
 // than the interval writes nothing but the command's own result; a nil meter (no
 // progress wanted) is fine to call.
 func TestUnknownTotalAndNothingToShow(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)}
+	c := bridgetest.NewClock(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC))
 	var out strings.Builder
-	m := progress.NewWith(&out, "migrate", progress.Options{Now: c.now, Unit: "events"})
-	c.t = c.t.Add(11 * time.Second)
+	m := progress.NewWith(&out, "migrate", progress.Options{Now: c.Now, Unit: "events"})
+	c.Advance(11 * time.Second)
 	m.Report(1234, 0)
 	if want := "migrate: 1,234 events, 11s\n"; out.String() != want {
 		t.Errorf("output %q, want %q", out.String(), want)
 	}
 	out.Reset()
-	quick := progress.NewWith(&out, "migrate", progress.Options{Now: c.now})
+	quick := progress.NewWith(&out, "migrate", progress.Options{Now: c.Now})
 	quick.Report(10, 10)
 	quick.Finish()
 	if out.Len() != 0 {
@@ -86,13 +82,13 @@ func TestUnknownTotalAndNothingToShow(t *testing.T) {
 // copied") goes on a line of its own, below the bar drawn so far, and the bar goes on
 // below it.
 func TestCommandLinesDoNotBreakTheBar(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)}
+	c := bridgetest.NewClock(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC))
 	var out strings.Builder
-	m := progress.NewWith(&out, "migrate", progress.Options{TTY: true, Now: c.now})
-	c.t = c.t.Add(time.Second)
+	m := progress.NewWith(&out, "migrate", progress.Options{TTY: true, Now: c.Now})
+	c.Advance(time.Second)
 	m.Report(5, 10)
 	m.Println("migrate: sink hook: 5 queued events, 0 dead letters copied")
-	c.t = c.t.Add(time.Second)
+	c.Advance(time.Second)
 	m.Report(10, 10)
 	m.Finish()
 	want := "\rmigrate [" + strings.Repeat("#", 15) + strings.Repeat(".", 15) + "] 5/10 records 50%\n" +
@@ -102,7 +98,7 @@ func TestCommandLinesDoNotBreakTheBar(t *testing.T) {
 		t.Errorf("output:\n%q\nwant:\n%q", out.String(), want)
 	}
 	var lines strings.Builder
-	plain := progress.NewWith(&lines, "migrate", progress.Options{Now: c.now})
+	plain := progress.NewWith(&lines, "migrate", progress.Options{Now: c.Now})
 	plain.Println("migrate: sink hook: 5 queued events, 0 dead letters copied")
 	if lines.String() != "migrate: sink hook: 5 queued events, 0 dead letters copied\n" {
 		t.Errorf("without a terminal: %q", lines.String())

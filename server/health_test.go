@@ -8,29 +8,12 @@ import (
 	"time"
 
 	"github.com/exportbridge/exportbridge/server"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
-
-// fakeClock is a settable clock for Health.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestHealthTransitions(t *testing.T) {
 	const every = 30 * time.Second
-	clk := &fakeClock{t: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)}
+	clk := bridgetest.NewClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC))
 	h := server.NewHealth(every, clk.Now)
 
 	steps := []struct {
@@ -87,7 +70,7 @@ func TestHealthTransitions(t *testing.T) {
 }
 
 func TestHealthPollOKKeepsLatest(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := bridgetest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := server.NewHealth(time.Minute, clk.Now)
 	h.StoreOpen(true)
 	late := clk.Now()

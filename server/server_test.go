@@ -17,6 +17,7 @@ import (
 
 	"github.com/exportbridge/exportbridge/metrics"
 	"github.com/exportbridge/exportbridge/server"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -55,7 +56,7 @@ func TestHandlerEndpoints(t *testing.T) {
 	m.LastPollSuccess.Set(1.7e9)
 	m.Depths("slack", 4, 1)
 
-	clk := &fakeClock{t: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)}
+	clk := bridgetest.NewClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC))
 	h := server.NewHealth(10*time.Second, clk.Now)
 	h.StoreOpen(true)
 

@@ -173,7 +173,7 @@ func TestClientAgainstSimAuthAndRateLimit(t *testing.T) {
 		t.Fatalf("RateLimit() = %d, %d, %v", limit, remaining, ok)
 	}
 
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	sim.SetToken("rotated")
 	_, err = c.ListPage(ctx(t), plugchoice.Query{}, 1)
 	if !plugchoice.IsAuth(err) || err.Error() != "page 1: plugchoice API: 401 Unauthenticated." {

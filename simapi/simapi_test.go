@@ -10,34 +10,19 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/exportbridge/exportbridge/plugchoice"
 	"github.com/exportbridge/exportbridge/simapi"
+	"github.com/exportbridge/exportbridge/test/bridgetest"
 )
 
 const token = "sim-token"
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is a settable clock for Options.Now.
+func newClock() *bridgetest.Clock {
+	return bridgetest.NewClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC))
 }
 
 func newSim(opts simapi.Options) *simapi.API {
@@ -362,7 +347,7 @@ func TestRateLimit(t *testing.T) {
 		if w.Code != 200 || w.Header().Get("X-RateLimit-Limit") != "3" || w.Header().Get("X-RateLimit-Remaining") != fmt.Sprint(3-i) {
 			t.Fatalf("request %d: %d, limit %q remaining %q", i, w.Code, w.Header().Get("X-RateLimit-Limit"), w.Header().Get("X-RateLimit-Remaining"))
 		}
-		clk.Add(10 * time.Second)
+		clk.Advance(10 * time.Second)
 	}
 	// 30 s into the window: the 4th request waits out the remaining 30 s.
 	w := get(sim, "/exports", token)
@@ -372,11 +357,11 @@ func TestRateLimit(t *testing.T) {
 	if strings.TrimSpace(w.Body.String()) != `{"message":"Too Many Attempts."}` {
 		t.Fatalf("body %s", w.Body)
 	}
-	clk.Add(29 * time.Second)
+	clk.Advance(29 * time.Second)
 	if w := get(sim, "/exports", token); w.Code != 429 || w.Header().Get("Retry-After") != "1" {
 		t.Fatalf("1 s before the reset: %d, Retry-After %q", w.Code, w.Header().Get("Retry-After"))
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	if w := get(sim, "/exports", token); w.Code != 200 || w.Header().Get("X-RateLimit-Remaining") != "2" {
 		t.Fatalf("new window: %d, remaining %q", w.Code, w.Header().Get("X-RateLimit-Remaining"))
 	}
@@ -431,7 +416,7 @@ func TestSetStatusFillsFields(t *testing.T) {
 	id := sim.AddN(1, plugchoice.StatusPending)[0]
 	check := func(status string, f func(e plugchoice.Export) bool) {
 		t.Helper()
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 		if !sim.SetStatus(id, status) {
 			t.Fatalf("SetStatus(%s) found nothing", status)
 		}
@@ -466,7 +451,7 @@ func TestTransitions(t *testing.T) {
 	clk := newClock()
 	sim := newSim(simapi.Options{Now: clk.Now})
 	ids := sim.AddN(2, plugchoice.StatusPending)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	sim.SetStatus(ids[0], "processing")
 	sim.SetStatus(ids[0], "processing") // no change, no transition
 	sim.SetStatus(ids[0], "ready")
@@ -627,7 +612,7 @@ func TestStepDeterministicAndForwardOnly(t *testing.T) {
 		sim := newSim(simapi.Options{Seed: 42, Now: clk.Now})
 		sim.AddN(20, plugchoice.StatusPending)
 		for range 30 {
-			clk.Add(time.Second)
+			clk.Advance(time.Second)
 			sim.Step()
 		}
 		return sim.Snapshot(), sim.Transitions()
